@@ -1,0 +1,197 @@
+/**
+ * The only loader of the native addon, and the one typed interface between TypeScript and C++.
+ *
+ * Ownership (see native/README.md):
+ * - Native owns syscalls, threads, the buffer pool and the NBD transmission phase of a socket.
+ * - TypeScript owns policy: validation of requests against the export, ordering, mirroring, replies.
+ * - A pool slot delivered with a request belongs to TypeScript until `complete(tag, ...)` for that
+ *   request; native does not reuse it before then.
+ */
+import * as path from 'node:path';
+
+/** NBD command types as they appear in a request row (same numbers as the NBD protocol). */
+export const enum NbdCommand {
+  Read = 0,
+  Write = 1,
+  Disc = 2,
+  Flush = 3,
+  Trim = 4,
+  Cache = 5,
+  WriteZeroes = 6,
+  BlockStatus = 7,
+}
+
+/** Number of float64 fields in one request row of a RequestBatch. */
+export const REQUEST_ROW_FIELDS = 6;
+/** Field positions within a row. */
+export const enum RequestField {
+  Tag = 0, // uint32, native request id; echoed in complete()
+  Command = 1, // NbdCommand
+  Flags = 2, // NBD command flags (FUA = 1, NO_HOLE = 2, ...)
+  OffsetBytes = 3, // uint64 (< 2^53 enforced by native; larger offsets are refused with EINVAL)
+  LengthBytes = 4, // uint32
+  Slot = 5, // pool slot index holding the payload (write) or the destination (read); -1 if none
+}
+
+/**
+ * One wake-up of the JS thread: every request the reader thread parsed since the previous batch.
+ * `rows` has `count * REQUEST_ROW_FIELDS` meaningful entries.
+ * `largeBuffers`, when present, has `count` entries: entry i is a dedicated native buffer for row i
+ * when that request is longer than the pool slot size (its Slot field is -1), else null. Native
+ * allocated it and read the payload straight into it: still not a copy.
+ */
+export interface RequestBatch {
+  count: number;
+  rows: Float64Array;
+  largeBuffers: (Buffer | null)[] | null;
+}
+
+/** Why a connection ended, delivered once to onClose. */
+export interface ConnectionEnd {
+  /** 'disconnect' (client sent NBD_CMD_DISC), 'eof', 'protocol' (bad magic, oversized, ...), 'error', 'closed' (close() called). */
+  reason: 'disconnect' | 'eof' | 'protocol' | 'error' | 'closed';
+  message: string;
+}
+
+export interface NbdConnectionStats {
+  requests: number;
+  batches: number;
+  payloadBytesIn: number;
+  payloadBytesOut: number;
+  copiedPayloadBytes: number;
+  inFlight: number;
+}
+
+export interface NbdConnectionOptions {
+  /** Connected socket fd, already past negotiation. Native dup()s it; the caller may close its own. */
+  fd: number;
+  /** Writes and reads longer than this are refused (protocol error → disconnect for writes, EINVAL for reads). */
+  payloadBytesMax: number;
+  /** Bytes already read from the socket by the negotiation phase that belong to the transmission phase. */
+  initialBytes?: Buffer;
+  /** Label used in native log lines. */
+  name: string;
+}
+
+/** Native side of one NBD transmission phase. */
+export interface NativeNbdConnection {
+  /**
+   * Send the simple reply for request `tag` (error 0 = success; NBD error numbers otherwise) and release its slot.
+   * For a successful READ the reply carries `length` bytes from the request's slot / large buffer.
+   */
+  complete(tag: number, nbdError: number): void;
+  /** Stop reading, shut the socket down, and call onClose once in-flight replies are written or dropped. */
+  close(): void;
+  stats(): NbdConnectionStats;
+}
+
+export interface StoreOpenOptions {
+  path: string;
+  /** O_DIRECT (block devices; buffers are page-aligned pool slots). */
+  direct: boolean;
+  readOnly: boolean;
+  /** Create the file if missing (regular files only). */
+  create: boolean;
+}
+
+/** Async store operation codes for Store.submit. */
+export const enum StoreOp {
+  Read = 0,
+  Write = 1,
+  Flush = 2, // fdatasync
+  Trim = 3, // fallocate(PUNCH_HOLE|KEEP_SIZE); block devices: BLKDISCARD
+  Zero = 4, // fallocate(ZERO_RANGE), fallback: punch hole or write zeroes
+}
+
+/** Completion callback for Store.submit: ids and results (0 or -errno), `count` entries. Runs on the JS thread. */
+export type StoreCompletionHandler = (count: number, ids: Uint32Array, results: Int32Array) => void;
+
+export interface NativeStore {
+  readonly fd: number;
+  /** Size in bytes: st_size for files, BLKGETSIZE64 for block devices. */
+  sizeBytes(): number;
+  isBlockDevice(): boolean;
+  /** Extend or set a regular file's size (ftruncate). */
+  truncate(sizeBytes: number): void;
+  /** Synchronous I/O on the calling thread; return 0 or -errno (never throw on I/O errors). */
+  readSync(buf: Buffer, offsetBytes: number): number;
+  writeSync(buf: Buffer, offsetBytes: number, fua: boolean): number;
+  trimSync(offsetBytes: number, lengthBytes: number): number;
+  zeroSync(offsetBytes: number, lengthBytes: number): number;
+  flushSync(): number;
+  /**
+   * Queue an operation to the store's worker threads. `buf` is required for Read/Write and must stay
+   * referenced until completion (native holds a reference). Completions arrive in batches on the handler
+   * given to openStore.
+   */
+  submit(op: StoreOp, id: number, buf: Buffer | null, offsetBytes: number, lengthBytes: number, fua: boolean): void;
+  /** Wait for queued ops, stop worker threads, close the fd. */
+  close(): void;
+}
+
+export interface NbdDeviceOptions {
+  /** e.g. /dev/nbd0 */
+  devicePath: string;
+  sizeBytes: number;
+  blockSizeBytes: number;
+  /** NBD transmission flags advertised to the kernel (NBD_FLAG_*). */
+  flags: number;
+  /** Seconds before the kernel fails a request that got no reply (and the dead-connection timeout). */
+  timeoutSeconds: number;
+}
+
+/** A kernel /dev/nbdN attached to one end of a socketpair; NBD_DO_IT runs on a native thread. */
+export interface NativeNbdDevice {
+  /** Our end of the socketpair: pass it to NbdConnection (no negotiation happens on it). */
+  readonly fd: number;
+  /** NBD_DISCONNECT + NBD_CLEAR_SOCK; resolves onExit when the DO_IT thread returned. */
+  detach(): void;
+}
+
+export interface PoolInfo {
+  slotBytes: number;
+  slotCount: number;
+  /** One Buffer per slot, views of native memory (external ArrayBuffer), created once. */
+  slots: Buffer[];
+}
+
+export interface NativeBinding {
+  /** Allocate the page-aligned buffer pool (once per process). */
+  initPool(slotBytes: number, slotCount: number): PoolInfo;
+  openConnection(
+    options: NbdConnectionOptions,
+    onBatch: (batch: RequestBatch) => void,
+    onClose: (end: ConnectionEnd) => void,
+  ): NativeNbdConnection;
+  openStore(options: StoreOpenOptions, onComplete: StoreCompletionHandler): NativeStore;
+  attachNbdDevice(options: NbdDeviceOptions, onExit: (errno: number, message: string) => void): NativeNbdDevice;
+  /** From any process: NBD_DISCONNECT then NBD_CLEAR_SOCK on a device. Throws BlockError on failure. */
+  disconnectNbdDevice(devicePath: string): void;
+  /** CRC32C (Castagnoli), hardware-accelerated; `seed` continues a previous value (default 0). */
+  crc32c(buf: Buffer, seed?: number): number;
+  /** Total payload bytes memcpy'd on the hot path by native code, process-wide. */
+  copiedPayloadBytes(): number;
+  /** Set where native log lines go (default: stderr). */
+  setLogger(log: (level: 'info' | 'warn' | 'error', message: string) => void): void;
+}
+
+let cached: NativeBinding | undefined;
+
+/** Load build/Release/blockmirror.node once and check it exports every member of NativeBinding. */
+export function loadNative(): NativeBinding {
+  if (cached !== undefined) return cached;
+  const file = path.join(__dirname, '..', '..', 'build', 'Release', 'blockmirror.node');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const binding = require(file) as Record<string, unknown>;
+  const required: (keyof NativeBinding)[] = [
+    'initPool', 'openConnection', 'openStore', 'attachNbdDevice', 'disconnectNbdDevice',
+    'crc32c', 'copiedPayloadBytes', 'setLogger',
+  ];
+  for (const name of required) {
+    if (typeof binding[name] !== 'function') {
+      throw new Error(`native addon ${file} does not export ${name}: rebuild with npm run build`);
+    }
+  }
+  cached = binding as unknown as NativeBinding;
+  return cached;
+}
