@@ -1,0 +1,195 @@
+/** The `blockmirror` command: one function per subcommand, exact usage errors, exit codes 0/1/2. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { flag, optionalString, parseHostPort, parseOptions, requireString, UsageError, type OptionSpec, type ParsedOptions } from './args';
+import { parseSizeBytes } from '../util/size';
+import { defaultControlPath } from '../control/protocol';
+import { sendControlRequest } from '../control/client';
+import { NodeRuntime, type NodeOptions } from '../node/runtime';
+import { loadNative } from '../native';
+import { setLogLevel } from '../util/log';
+
+const USAGE = `usage: blockmirror COMMAND [options]
+
+commands:
+  up [--state DIR] [--size BYTES]          set up and run a node on a sparse file in DIR (default ./state),
+                                           exported on DIR/nbd.sock, and print how to reach it
+  serve --store PATH [--size BYTES] --nbd-socket PATH [--nbd-listen HOST:PORT] [--control PATH]
+        [--direct] [--export-name NAME]   one node, exported over NBD
+  attach --store PATH [--size BYTES] --device /dev/nbdN [--control PATH] [--direct]
+                                           one node, attached to the kernel NBD driver
+  detach --device /dev/nbdN                disconnect a kernel NBD device
+  status --control PATH [--json]           print a running node's status
+
+sizes accept K, M, G, T suffixes (binary). The control socket defaults to STORE.ctl.
+`;
+
+const NODE_OPTIONS: OptionSpec = {
+  store: 'string',
+  size: 'string',
+  'nbd-socket': 'string',
+  'nbd-listen': 'string',
+  control: 'string',
+  device: 'string',
+  direct: 'boolean',
+  'export-name': 'string',
+  verbose: 'boolean',
+};
+
+/** Entry point used by bin/blockmirror. */
+export function main(argv: string[]): void {
+  const [command, ...rest] = argv;
+  run(command, rest).then(
+    (code) => {
+      if (code !== undefined) process.exitCode = code;
+    },
+    (error: unknown) => {
+      if (error instanceof UsageError) {
+        process.stderr.write(`blockmirror: ${error.message}\n\n${USAGE}`);
+        process.exitCode = 2;
+      } else {
+        const e = error as Error & { code?: string };
+        process.stderr.write(`blockmirror: ${e.message}${e.code !== undefined && !e.message.includes(e.code) ? ` (${e.code})` : ''}\n`);
+        process.exitCode = 1;
+      }
+    },
+  );
+}
+
+async function run(command: string | undefined, args: string[]): Promise<number | undefined> {
+  switch (command) {
+    case 'serve':
+      return runNode(args, 'serve');
+    case 'attach':
+      return runNode(args, 'attach');
+    case 'detach':
+      return detach(args);
+    case 'status':
+      return status(args);
+    case 'up':
+      return up(args);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+/** Build NodeOptions from parsed options, validating the combination for the subcommand. */
+function nodeOptions(options: ParsedOptions, mode: 'serve' | 'attach'): NodeOptions {
+  const storePath = path.resolve(requireString(options, 'store'));
+  const sizeText = optionalString(options, 'size');
+  const nbdSocket = optionalString(options, 'nbd-socket');
+  const nbdListen = optionalString(options, 'nbd-listen');
+  const device = optionalString(options, 'device');
+  if (mode === 'serve' && nbdSocket === undefined && nbdListen === undefined) {
+    throw new UsageError('serve needs --nbd-socket PATH (and/or --nbd-listen HOST:PORT)');
+  }
+  if (mode === 'attach' && device === undefined) throw new UsageError('attach needs --device /dev/nbdN');
+  if (mode === 'serve' && device !== undefined) throw new UsageError('serve does not take --device; use attach');
+  if (device !== undefined && !/^\/dev\/nbd\d+$/.test(device)) throw new UsageError(`--device must be /dev/nbdN, got "${device}"`);
+  return {
+    role: 'standalone',
+    storePath,
+    sizeBytes: sizeText === undefined ? undefined : parseSizeBytes(sizeText),
+    direct: flag(options, 'direct'),
+    controlPath: path.resolve(optionalString(options, 'control') ?? defaultControlPath(storePath)),
+    nbdSocketPath: nbdSocket === undefined ? undefined : path.resolve(nbdSocket),
+    nbdTcp: nbdListen === undefined ? undefined : parseHostPort(nbdListen, 'nbd-listen'),
+    devicePath: device,
+    exportName: optionalString(options, 'export-name') ?? '',
+  };
+}
+
+/** Run a node in the foreground until SIGTERM/SIGINT (or the kernel device goes away). */
+async function runNode(args: string[], mode: 'serve' | 'attach'): Promise<number | undefined> {
+  const options = parseOptions(args, NODE_OPTIONS);
+  if (flag(options, 'verbose')) setLogLevel('debug');
+  const runtime = new NodeRuntime(nodeOptions(options, mode));
+  runtime.installSignalHandlers();
+  try {
+    await runtime.start();
+  } catch (error) {
+    await runtime.shutdown().catch(() => undefined);
+    throw error;
+  }
+  return undefined; // stays alive on its sockets; signal handlers exit
+}
+
+async function detach(args: string[]): Promise<number> {
+  const options = parseOptions(args, { device: 'string' });
+  const device = requireString(options, 'device');
+  if (!/^\/dev\/nbd\d+$/.test(device)) throw new UsageError(`--device must be /dev/nbdN, got "${device}"`);
+  loadNative().disconnectNbdDevice(device);
+  process.stdout.write(`${device}: disconnect requested\n`);
+  return 0;
+}
+
+async function status(args: string[]): Promise<number> {
+  const options = parseOptions(args, { control: 'string', json: 'boolean' });
+  const result = await sendControlRequest(requireString(options, 'control'), { command: 'status' });
+  if (flag(options, 'json')) {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } else {
+    process.stdout.write(formatStatus(result as Record<string, unknown>));
+  }
+  return 0;
+}
+
+/** Human-readable status: one "key: value" line per leaf. */
+function formatStatus(doc: Record<string, unknown>, prefix = ''): string {
+  let out = '';
+  for (const [key, value] of Object.entries(doc)) {
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      out += formatStatus(value as Record<string, unknown>, `${prefix}${key}.`);
+    } else {
+      out += `${prefix}${key}: ${JSON.stringify(value)}\n`;
+    }
+  }
+  return out;
+}
+
+/** Main job on defaults: a node on a sparse file in a state folder, exported on a unix socket. */
+async function up(args: string[]): Promise<number | undefined> {
+  const options = parseOptions(args, { state: 'string', size: 'string', verbose: 'boolean' });
+  if (flag(options, 'verbose')) setLogLevel('debug');
+  const stateDir = path.resolve(optionalString(options, 'state') ?? 'state');
+  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const storePath = path.join(stateDir, 'store.img');
+  const socketPath = path.join(stateDir, 'nbd.sock');
+  const controlPath = path.join(stateDir, 'node.ctl');
+  const sizeText = optionalString(options, 'size');
+  const sizeBytes = fs.existsSync(storePath) ? (sizeText === undefined ? undefined : parseSizeBytes(sizeText)) : parseSizeBytes(sizeText ?? '1G');
+  const runtime = new NodeRuntime({
+    role: 'standalone',
+    storePath,
+    sizeBytes,
+    direct: false,
+    controlPath,
+    nbdSocketPath: socketPath,
+    nbdTcp: undefined,
+    devicePath: undefined,
+    exportName: '',
+  });
+  runtime.installSignalHandlers();
+  await runtime.start();
+  const uri = `nbd+unix:///?socket=${socketPath}`;
+  process.stdout.write(
+    [
+      `blockmirror node running: store ${storePath} (${runtime.store.sizeBytes} bytes, sparse)`,
+      `  NBD export:   ${uri}`,
+      `  inspect:      nbdinfo '${uri}'`,
+      `  benchmark:    fio --name=t --ioengine=nbd --uri='${uri}' --rw=randwrite --bs=4k --iodepth=32 --runtime=10 --time_based --size=256M`,
+      `  block device: mkdir -p ${stateDir}/fuse && nbdfuse ${stateDir}/fuse/nbd --unix ${socketPath} &`,
+      `                losetup -f --show ${stateDir}/fuse/nbd   # then mkfs.ext4 / mount the loop device`,
+      `  status:       node ${path.resolve(__dirname, '../../../bin/blockmirror')} status --control ${controlPath} --json`,
+      `  stop:         Ctrl-C (or SIGTERM)`,
+      '',
+    ].join('\n'),
+  );
+  return undefined;
+}

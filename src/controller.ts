@@ -1,0 +1,212 @@
+/**
+ * The one TypeScript decision point for every block request, whichever front end it came from
+ * (NBD server connection or kernel /dev/nbdN): validate it against the volume, run it on the local
+ * store, and (for writes, when a replicator is attached) on the peer, then complete it.
+ */
+import { NbdCommand, RequestField, REQUEST_ROW_FIELDS, StoreOp, type RequestBatch } from './native';
+import * as P from './nbd/protocol';
+import type { LocalStore } from './store/local-store';
+import { newIoStats, type IoStats } from './io-stats';
+import type { Logger } from './util/log';
+
+/** The front end a request came from: it receives exactly one completion per tag. */
+export interface RequestSource {
+  readonly name: string;
+  complete(tag: number, nbdError: number): void;
+  /** Payload buffer of a pool slot (slot ≥ 0). */
+  slotBuffer(slot: number): Buffer;
+}
+
+/** One validated block request, as the controller and a replicator see it. */
+export interface BlockRequest {
+  command: NbdCommand;
+  flags: number;
+  offsetBytes: number;
+  lengthBytes: number;
+  /** Payload (write) or destination (read); empty for other commands. */
+  data: Buffer;
+}
+
+/**
+ * Extension point for mirroring: told about every modifying request after local validation;
+ * `done(nbdError)` is called once the peer side is settled (acknowledged, or not needed because degraded).
+ */
+export interface Replicator {
+  replicate(request: BlockRequest, done: (nbdError: number) => void): void;
+}
+
+const EMPTY: Buffer = Buffer.alloc(0);
+
+export class Controller {
+  readonly io: IoStats = newIoStats();
+  private replicator: Replicator | undefined;
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly store: LocalStore,
+    private readonly log: Logger,
+  ) {}
+
+  /** Attach (or detach with undefined) the peer side of writes. */
+  setReplicator(replicator: Replicator | undefined): void {
+    this.replicator = replicator;
+  }
+
+  get sizeBytes(): number {
+    return this.store.sizeBytes;
+  }
+
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+
+  /** Resolve once no request is in flight (graceful shutdown). */
+  whenIdle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Entry point for one wake-up's worth of requests from one source. */
+  handleBatch(source: RequestSource, batch: RequestBatch): void {
+    const rows = batch.rows;
+    for (let i = 0; i < batch.count; i++) {
+      const base = i * REQUEST_ROW_FIELDS;
+      const tag = rows[base + RequestField.Tag]!;
+      const command = rows[base + RequestField.Command]! as NbdCommand;
+      const flags = rows[base + RequestField.Flags]!;
+      const offsetBytes = rows[base + RequestField.OffsetBytes]!;
+      const lengthBytes = rows[base + RequestField.LengthBytes]!;
+      const slot = rows[base + RequestField.Slot]!;
+      let data: Buffer = EMPTY;
+      if (slot >= 0) data = source.slotBuffer(slot).subarray(0, lengthBytes);
+      else if (batch.largeBuffers !== null) data = batch.largeBuffers[i] ?? EMPTY;
+      this.handleRequest(source, tag, { command, flags, offsetBytes, lengthBytes, data });
+    }
+  }
+
+  private handleRequest(source: RequestSource, tag: number, request: BlockRequest): void {
+    const invalid = this.validate(request);
+    if (invalid !== P.NBD_OK) {
+      this.io.errors += 1;
+      this.log.warn(
+        `${source.name}: refused ${commandName(request.command)} offset=${request.offsetBytes} length=${request.lengthBytes} (NBD error ${invalid})`,
+      );
+      source.complete(tag, invalid);
+      return;
+    }
+    this.inFlight += 1;
+    const finish = (nbdError: number): void => {
+      if (nbdError !== P.NBD_OK) this.io.errors += 1;
+      source.complete(tag, nbdError);
+      this.inFlight -= 1;
+      if (this.inFlight === 0 && this.idleWaiters.length > 0) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const w of waiters) w();
+      }
+    };
+    this.count(request);
+    if (request.command === NbdCommand.Read || this.replicator === undefined) {
+      this.runLocal(request, (local) => finish(P.nbdErrorFromErrno(local)));
+      return;
+    }
+    this.runReplicated(request, finish);
+  }
+
+  /** Local and peer in parallel; the reply waits for both (sync mirroring) and reports the first error. */
+  private runReplicated(request: BlockRequest, finish: (nbdError: number) => void): void {
+    let pending = 2;
+    let result = P.NBD_OK;
+    const settle = (nbdError: number): void => {
+      if (result === P.NBD_OK) result = nbdError;
+      pending -= 1;
+      if (pending === 0) finish(result);
+    };
+    this.replicator!.replicate(request, settle);
+    this.runLocal(request, (local) => settle(P.nbdErrorFromErrno(local)));
+  }
+
+  /** Run one request against the local store; `done` gets 0 or -errno. */
+  private runLocal(request: BlockRequest, done: (result: number) => void): void {
+    const store = this.store;
+    const fua = (request.flags & P.NBD_CMD_FLAG_FUA) !== 0;
+    switch (request.command) {
+      case NbdCommand.Read:
+        if (request.lengthBytes === 0) return done(0);
+        if (store.runsSynchronously(request.lengthBytes, false)) return done(store.readSync(request.data, request.offsetBytes));
+        return store.submit(StoreOp.Read, request.data, request.offsetBytes, request.lengthBytes, false, done);
+      case NbdCommand.Write:
+        if (request.lengthBytes === 0) return done(0);
+        if (store.runsSynchronously(request.lengthBytes, fua)) return done(store.writeSync(request.data, request.offsetBytes));
+        return store.submit(StoreOp.Write, request.data, request.offsetBytes, request.lengthBytes, fua, done);
+      case NbdCommand.Flush:
+        return store.submit(StoreOp.Flush, null, 0, 0, false, done);
+      case NbdCommand.Trim:
+        return this.thenFua(store.trimSync(request.offsetBytes, request.lengthBytes), fua, done);
+      case NbdCommand.WriteZeroes:
+        return this.thenFua(store.zeroSync(request.offsetBytes, request.lengthBytes), fua, done);
+      default:
+        return done(-22);
+    }
+  }
+
+  /** FUA on TRIM / WRITE_ZEROES: make the change durable before replying. */
+  private thenFua(result: number, fua: boolean, done: (result: number) => void): void {
+    if (result !== 0 || !fua) return done(result);
+    this.store.submit(StoreOp.Flush, null, 0, 0, false, done);
+  }
+
+  /** NBD rules: reads/trims past the end are EINVAL, writes/zeroes past the end ENOSPC, unknown commands EINVAL. */
+  private validate(request: BlockRequest): number {
+    const end = request.offsetBytes + request.lengthBytes;
+    switch (request.command) {
+      case NbdCommand.Read:
+      case NbdCommand.Trim:
+        if (end > this.store.sizeBytes) return P.NBD_EINVAL;
+        break;
+      case NbdCommand.Write:
+      case NbdCommand.WriteZeroes:
+        if (end > this.store.sizeBytes) return P.NBD_ENOSPC;
+        break;
+      case NbdCommand.Flush:
+        break;
+      default:
+        return P.NBD_EINVAL;
+    }
+    if ((request.command === NbdCommand.Read || request.command === NbdCommand.Write) && request.data.length !== request.lengthBytes) {
+      return P.NBD_EINVAL; // no buffer for it: longer than the payload cap
+    }
+    return P.NBD_OK;
+  }
+
+  private count(request: BlockRequest): void {
+    switch (request.command) {
+      case NbdCommand.Read:
+        this.io.reads += 1;
+        this.io.bytesRead += request.lengthBytes;
+        break;
+      case NbdCommand.Write:
+        this.io.writes += 1;
+        this.io.bytesWritten += request.lengthBytes;
+        break;
+      case NbdCommand.Flush:
+        this.io.flushes += 1;
+        break;
+      case NbdCommand.Trim:
+        this.io.trims += 1;
+        break;
+      case NbdCommand.WriteZeroes:
+        this.io.zeroes += 1;
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+/** Command name for log lines. */
+export function commandName(command: number): string {
+  const names = ['READ', 'WRITE', 'DISC', 'FLUSH', 'TRIM', 'CACHE', 'WRITE_ZEROES', 'BLOCK_STATUS'];
+  return names[command] ?? `UNKNOWN(${command})`;
+}
