@@ -1,6 +1,7 @@
 /** Control socket server: answers status and administrative commands for one running node. */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import { claimSocketPath, removeSocketFile } from '../util/socket-path';
 import { CONTROL_LINE_BYTES_MAX, type ControlRequest, type ControlResponse } from './protocol';
 import type { Logger } from '../util/log';
 
@@ -22,7 +23,7 @@ export class ControlServer {
   }
 
   async listen(): Promise<void> {
-    removeSocketFile(this.path);
+    await claimSocketPath(this.path, 'control socket');
     const server = net.createServer((socket) => this.serve(socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -36,7 +37,8 @@ export class ControlServer {
     const server = this.server;
     this.server = undefined;
     for (const s of this.sockets) s.destroy();
-    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server === undefined) return; // never listened: the path is not ours to remove
+    await new Promise<void>((resolve) => server.close(() => resolve()));
     removeSocketFile(this.path);
   }
 
@@ -92,10 +94,3 @@ export class ControlServer {
   }
 }
 
-function removeSocketFile(path: string): void {
-  try {
-    if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path);
-  } catch {
-    // absent: nothing to remove
-  }
-}

@@ -11,6 +11,7 @@ import { negotiate, type ExportDescription } from './negotiation';
 import { NBD_CONNECTIONS_MAX, NBD_NEGOTIATION_TIMEOUT_MS, NBD_PAYLOAD_BYTES_MAX } from '../limits';
 import type { Logger } from '../util/log';
 import type { BufferPool } from '../buffer-pool';
+import { claimSocketPath, removeSocketFile } from '../util/socket-path';
 
 export interface NbdServerOptions {
   unixSocketPath: string | undefined;
@@ -41,6 +42,7 @@ export class NbdServer {
   /** Stats of connections that already ended, so totals survive disconnects. */
   private readonly endedTotals: NbdConnectionStats = { requests: 0, batches: 0, payloadBytesIn: 0, payloadBytesOut: 0, copiedPayloadBytes: 0, inFlight: 0 };
   private closing = false;
+  private ownsUnixSocket = false;
 
   constructor(
     private readonly options: NbdServerOptions,
@@ -53,7 +55,7 @@ export class NbdServer {
   async listen(): Promise<void> {
     if (this.options.unixSocketPath !== undefined) {
       const path = this.options.unixSocketPath;
-      removeStaleSocket(path);
+      await claimSocketPath(path, 'NBD socket');
       const server = this.createServer();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -61,6 +63,7 @@ export class NbdServer {
       });
       fs.chmodSync(path, 0o600);
       this.servers.push(server);
+      this.ownsUnixSocket = true;
       this.log.info(`NBD listening on unix socket ${path}`);
     }
     if (this.options.tcp !== undefined) {
@@ -111,7 +114,7 @@ export class NbdServer {
     for (const socket of this.negotiating) socket.destroy();
     await this.controller.whenIdle();
     for (const c of [...this.connections]) c.native?.close();
-    if (this.options.unixSocketPath !== undefined) removeStaleSocket(this.options.unixSocketPath);
+    if (this.ownsUnixSocket && this.options.unixSocketPath !== undefined) removeSocketFile(this.options.unixSocketPath);
   }
 
   private createServer(): net.Server {
@@ -181,13 +184,3 @@ export class NbdServer {
   }
 }
 
-/** Remove a leftover unix socket file from a previous run (never a regular file). */
-function removeStaleSocket(path: string): void {
-  try {
-    const st = fs.lstatSync(path);
-    if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to remove it`);
-    fs.unlinkSync(path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-}

@@ -1,0 +1,727 @@
+/**
+ * Encoder and decoder of every peer message (spec: docs/wire-format.md). Pure: no I/O, no clocks.
+ *
+ * Encoders write into a caller-provided Buffer at an offset (or a fresh one) and allocate nothing
+ * else. Decoders never throw on peer bytes: they return `{ ok: false, reason }`.
+ */
+import { crc32c, crc32cRange } from './crc32c';
+import {
+  BLOCK_SIZE_MAX_BYTES,
+  BLOCK_SIZE_MIN_BYTES,
+  BODY_BYTES_MAX,
+  EXTENT_BODY_BYTES,
+  EXTENT_LENGTH_BYTES_MAX,
+  ExtentOffset,
+  HEAD_BYTES,
+  HEAD_CRC_COVERED_BYTES,
+  HELLO_BODY_BYTES,
+  HeadOffset,
+  HelloOffset,
+  INLINE_SECTORS_MAX,
+  INLINE_THRESHOLD_MAX_BYTES,
+  INLINE_THRESHOLD_MIN_BYTES,
+  MessageType,
+  Role,
+  SECTOR_ADDRESS_MAX,
+  SECTOR_BYTES,
+  SECTOR_SHIFT,
+  TAG_MAX,
+  U64_NUMBER_MAX,
+  WIRE_VERSION,
+  WRITE_FLAGS_KNOWN,
+  WRITE_PAYLOAD_BYTES_MAX,
+} from './constants';
+import { isKnownAckStatus, isKnownHelloReason, isKnownType, typeName } from './names';
+
+export type DecodeResult<T> = { ok: true; value: T } | { ok: false; reason: string };
+export type Check = { ok: true } | { ok: false; reason: string };
+
+const OK: Check = Object.freeze({ ok: true }) as Check;
+
+/** The state a node advertises in HELLO and HELLO_REPLY. */
+export interface HelloFields {
+  protocolVersionMax: number;
+  role: number;
+  blockSizeBytes: number;
+  volumeSizeBytes: number;
+  nodeId: bigint;
+  /** Node id the sender expects at the other end; 0n accepts any. */
+  peerNodeId: bigint;
+  currentGeneration: bigint;
+  bitmapGeneration: bigint;
+  historyGeneration0: bigint;
+  historyGeneration1: bigint;
+  features: bigint;
+  epoch: bigint;
+  inlineThresholdBytes: number;
+}
+
+export interface HelloMessage extends HelloFields {
+  type: typeof MessageType.Hello;
+  tag: number;
+}
+export interface HelloReplyMessage extends HelloFields {
+  type: typeof MessageType.HelloReply;
+  tag: number;
+  reason: number;
+}
+export interface WriteInlineMessage {
+  type: typeof MessageType.WriteInline;
+  tag: number;
+  flags: number;
+  lengthSectors: number;
+  epochLow8: number;
+  sectorAddress: number;
+  /** CRC32C of head bytes 0..11 then the payload; checked by verifyInlineWrite once the payload is in. */
+  crc32c: number;
+}
+export interface WriteNotifyMessage {
+  type: typeof MessageType.WriteNotify;
+  tag: number;
+  flags: number;
+  /** The write's implicit sequence number, repeated so both ends can check they agree. */
+  seq: number;
+}
+export interface WriteMetaMessage {
+  type: typeof MessageType.WriteMeta;
+  tag: number;
+  offsetBytes: number;
+  lengthBytes: number;
+  payloadCrc32c: number;
+  epoch: bigint;
+}
+export interface AckMessage {
+  type: typeof MessageType.Ack;
+  tag: number;
+  status: number;
+}
+export interface WriteCompleteMessage {
+  type: typeof MessageType.WriteComplete;
+  tag: number;
+  completeThroughSeq: number;
+}
+export interface FlushMessage {
+  type: typeof MessageType.Flush;
+  tag: number;
+}
+export interface ExtentMessage<T extends number> {
+  type: T;
+  tag: number;
+  flags: number;
+  offsetBytes: number;
+  lengthBytes: number;
+  epoch: bigint;
+}
+export type TrimMessage = ExtentMessage<typeof MessageType.Trim>;
+export type WriteZeroesMessage = ExtentMessage<typeof MessageType.WriteZeroes>;
+export interface PingMessage {
+  type: typeof MessageType.Ping;
+  tag: number;
+  nonce: bigint;
+}
+export interface PongMessage {
+  type: typeof MessageType.Pong;
+  tag: number;
+  nonce: bigint;
+}
+
+export type WireMessage =
+  | HelloMessage
+  | HelloReplyMessage
+  | WriteInlineMessage
+  | WriteNotifyMessage
+  | WriteMetaMessage
+  | AckMessage
+  | WriteCompleteMessage
+  | FlushMessage
+  | TrimMessage
+  | WriteZeroesMessage
+  | PingMessage
+  | PongMessage;
+
+/** Per-connection limits the decoder cannot know; used by validateMessage. */
+export interface ConnectionLimits {
+  volumeSizeBytes: number;
+  inlineThresholdBytes: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte helpers (big-endian). Readers take Uint8Array so any view decodes without conversion.
+
+const TWO_32 = 2 ** 32;
+
+function u16(b: Uint8Array, o: number): number {
+  return (b[o]! << 8) | b[o + 1]!;
+}
+function u32(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+function u48(b: Uint8Array, o: number): number {
+  return u16(b, o) * TWO_32 + u32(b, o + 2);
+}
+/** u64 as a number, or -1 when it exceeds 2^53-1 (an implementation limit, refused with a reason). */
+function u64Number(b: Uint8Array, o: number): number {
+  const hi = u32(b, o);
+  if (hi > 0x1fffff) return -1;
+  return hi * TWO_32 + u32(b, o + 4);
+}
+function u64Big(b: Uint8Array, o: number): bigint {
+  return (BigInt(u32(b, o)) << 32n) | BigInt(u32(b, o + 4));
+}
+function allZero(b: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (b[i] !== 0) return false;
+  return true;
+}
+function putU64Number(out: Buffer, o: number, v: number): void {
+  out.writeUInt32BE(Math.floor(v / TWO_32), o);
+  out.writeUInt32BE(v % TWO_32, o + 4);
+}
+function fail<T>(reason: string): DecodeResult<T> {
+  return { ok: false, reason };
+}
+function hex32(v: number): string {
+  return `0x${(v >>> 0).toString(16).padStart(8, '0')}`;
+}
+
+/** Throws for a caller's own bad argument (a local bug, never peer input). */
+function requireRange(name: string, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`wire encode: ${name}=${v} not in [${min}, ${max}]`);
+}
+function requireU64(name: string, v: bigint): void {
+  if (v < 0n || v > 0xffffffffffffffffn) throw new RangeError(`wire encode: ${name} is not a u64`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Head framing shared by encoders, decoders and the frame reader.
+
+/** Writes byte 0 (version|type), flags and tag. */
+function putHeadStart(out: Buffer, o: number, type: number, flags: number, tag: number): void {
+  out[o] = (WIRE_VERSION << 6) | type;
+  out[o + 1] = flags;
+  out.writeUInt16BE(tag, o + 2);
+}
+
+/** CRC32C of head bytes 0..11 (software, no allocation) continued over `tail` when given. */
+function headCrc(head: Uint8Array, o: number, tail: Uint8Array | null): number {
+  const seed = crc32cRange(head, o, o + HEAD_CRC_COVERED_BYTES);
+  return tail && tail.length ? crc32c(tail, seed) : seed;
+}
+
+function allocate(out: Buffer | undefined, offset: number, size: number): Buffer {
+  const buf = out ?? Buffer.allocUnsafe(size);
+  if (offset < 0 || offset + size > buf.length) throw new RangeError(`wire encode: ${size} bytes do not fit at offset ${offset}`);
+  return buf;
+}
+
+/** True for the types whose head is followed by a body (its length in head bytes 4..7). */
+export function typeHasBody(type: number): boolean {
+  return (
+    type === MessageType.Hello ||
+    type === MessageType.HelloReply ||
+    type === MessageType.WriteMeta ||
+    type === MessageType.Trim ||
+    type === MessageType.WriteZeroes
+  );
+}
+
+/** Why a body length is not allowed for `type`, or null when it is. */
+export function bodyLengthProblem(type: number, bodyBytes: number): string | null {
+  if (bodyBytes > BODY_BYTES_MAX) return `${typeName(type)} body length ${bodyBytes} exceeds BODY_BYTES_MAX ${BODY_BYTES_MAX}`;
+  if (type === MessageType.Hello || type === MessageType.HelloReply) {
+    return bodyBytes < HELLO_BODY_BYTES ? `${typeName(type)} body length ${bodyBytes} is below ${HELLO_BODY_BYTES}` : null;
+  }
+  if (bodyBytes !== EXTENT_BODY_BYTES) return `${typeName(type)} body length ${bodyBytes} is not ${EXTENT_BODY_BYTES}`;
+  return null;
+}
+
+/** Version and type of a head, the first thing every receiver checks. */
+export function checkVersionAndType(head: Uint8Array, o = 0): DecodeResult<number> {
+  const version = head[o]! >>> 6;
+  if (version !== WIRE_VERSION) return fail(`unsupported version ${version} (expected ${WIRE_VERSION})`);
+  const type = head[o]! & 0x3f;
+  if (!isKnownType(type)) return fail(`unknown message type ${type}`);
+  return { ok: true, value: type };
+}
+
+/** Body length announced by a body-carrying head (bytes 4..7). */
+export function headBodyLength(head: Uint8Array, o = 0): number {
+  return u32(head, o + HeadOffset.BodyLength);
+}
+
+/** Payload bytes that follow a WRITE_INLINE head. */
+export function inlinePayloadBytes(head: Uint8Array, o = 0): number {
+  return (head[o + HeadOffset.InlineLengthSectorsMinus1]! + 1) << SECTOR_SHIFT;
+}
+
+/** Payload bytes that follow a WRITE_META message, read from its body. */
+export function metaPayloadBytes(body: Uint8Array, o = 0): number {
+  return u32(body, o + ExtentOffset.LengthBytes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoders. Each returns the buffer it wrote (out, or a fresh one of exactly the message size).
+
+/** WRITE_INLINE head for a sector-aligned payload of 1..256 sectors; the payload is sent right after it. */
+export function encodeWriteInline(
+  tag: number,
+  flags: number,
+  epochLow8: number,
+  sectorAddress: number,
+  payload: Uint8Array,
+  out?: Buffer,
+  offset = 0,
+): Buffer {
+  const sectors = payload.length >>> SECTOR_SHIFT;
+  if (payload.length % SECTOR_BYTES !== 0 || sectors < 1 || sectors > INLINE_SECTORS_MAX) {
+    throw new RangeError(`wire encode: inline payload of ${payload.length} bytes is not 1..${INLINE_SECTORS_MAX} sectors`);
+  }
+  requireRange('tag', tag, 0, TAG_MAX);
+  requireRange('flags', flags & ~WRITE_FLAGS_KNOWN, 0, 0);
+  requireRange('epochLow8', epochLow8, 0, 0xff);
+  requireRange('sectorAddress', sectorAddress, 0, SECTOR_ADDRESS_MAX);
+  const buf = allocate(out, offset, HEAD_BYTES);
+  putHeadStart(buf, offset, MessageType.WriteInline, flags, tag);
+  buf[offset + HeadOffset.InlineLengthSectorsMinus1] = sectors - 1;
+  buf[offset + HeadOffset.InlineEpochLow8] = epochLow8;
+  buf.writeUIntBE(sectorAddress, offset + HeadOffset.InlineSectorAddress, 6);
+  buf.writeUInt32BE(headCrc(buf, offset, payload), offset + HeadOffset.Crc);
+  return buf;
+}
+
+/** Head with a u64 number in bytes 4..11 (WRITE_NOTIFY seq, WRITE_COMPLETE seq). */
+function encodeU64Head(type: number, flags: number, tag: number, value: number, out: Buffer | undefined, offset: number): Buffer {
+  requireRange('tag', tag, 0, TAG_MAX);
+  requireRange('u64 field', value, 0, U64_NUMBER_MAX);
+  const buf = allocate(out, offset, HEAD_BYTES);
+  putHeadStart(buf, offset, type, flags, tag);
+  putU64Number(buf, offset + HeadOffset.U64, value);
+  buf.writeUInt32BE(headCrc(buf, offset, null), offset + HeadOffset.Crc);
+  return buf;
+}
+
+/** WRITE_NOTIFY: first message of a large or unaligned write; `seq` is the write's sequence number. */
+export function encodeWriteNotify(tag: number, flags: number, seq: number, out?: Buffer, offset = 0): Buffer {
+  requireRange('flags', flags & ~WRITE_FLAGS_KNOWN, 0, 0);
+  requireRange('seq', seq, 1, U64_NUMBER_MAX);
+  return encodeU64Head(MessageType.WriteNotify, flags, tag, seq, out, offset);
+}
+
+/** WRITE_COMPLETE: every write with seq ≤ completeThroughSeq is complete on both nodes. */
+export function encodeWriteComplete(completeThroughSeq: number, out?: Buffer, offset = 0): Buffer {
+  return encodeU64Head(MessageType.WriteComplete, 0, 0, completeThroughSeq, out, offset);
+}
+
+/** Head + 24-byte extent body (WRITE_META, TRIM, WRITE_ZEROES). */
+function encodeExtent(
+  type: number,
+  tag: number,
+  flags: number,
+  offsetBytes: number,
+  lengthBytes: number,
+  payloadCrc32c: number,
+  epoch: bigint,
+  out: Buffer | undefined,
+  offset: number,
+): Buffer {
+  requireRange('tag', tag, 0, TAG_MAX);
+  requireRange('offsetBytes', offsetBytes, 0, U64_NUMBER_MAX);
+  requireU64('epoch', epoch);
+  const buf = allocate(out, offset, HEAD_BYTES + EXTENT_BODY_BYTES);
+  putHeadStart(buf, offset, type, flags, tag);
+  buf.writeUInt32BE(EXTENT_BODY_BYTES, offset + HeadOffset.BodyLength);
+  buf.writeUInt32BE(0, offset + 8);
+  const b = offset + HEAD_BYTES;
+  putU64Number(buf, b + ExtentOffset.OffsetBytes, offsetBytes);
+  buf.writeUInt32BE(lengthBytes, b + ExtentOffset.LengthBytes);
+  buf.writeUInt32BE(payloadCrc32c >>> 0, b + ExtentOffset.PayloadCrc);
+  buf.writeBigUInt64BE(epoch, b + ExtentOffset.Epoch);
+  const seed = crc32cRange(buf, offset, offset + HEAD_CRC_COVERED_BYTES);
+  buf.writeUInt32BE(crc32cRange(buf, b, b + EXTENT_BODY_BYTES, seed), offset + HeadOffset.Crc);
+  return buf;
+}
+
+/** WRITE_META (head + body, 40 bytes): all metadata of a large write; the payload follows it. */
+export function encodeWriteMeta(
+  tag: number,
+  offsetBytes: number,
+  lengthBytes: number,
+  payloadCrc32c: number,
+  epoch: bigint,
+  out?: Buffer,
+  offset = 0,
+): Buffer {
+  requireRange('lengthBytes', lengthBytes, 1, WRITE_PAYLOAD_BYTES_MAX);
+  return encodeExtent(MessageType.WriteMeta, tag, 0, offsetBytes, lengthBytes, payloadCrc32c, epoch, out, offset);
+}
+
+/** TRIM (head + body): sector-aligned extent, no payload. */
+export function encodeTrim(tag: number, flags: number, offsetBytes: number, lengthBytes: number, epoch: bigint, out?: Buffer, offset = 0): Buffer {
+  requireExtentArgs(flags, offsetBytes, lengthBytes);
+  return encodeExtent(MessageType.Trim, tag, flags, offsetBytes, lengthBytes, 0, epoch, out, offset);
+}
+
+/** WRITE_ZEROES (head + body): sector-aligned extent, no payload. */
+export function encodeWriteZeroes(tag: number, flags: number, offsetBytes: number, lengthBytes: number, epoch: bigint, out?: Buffer, offset = 0): Buffer {
+  requireExtentArgs(flags, offsetBytes, lengthBytes);
+  return encodeExtent(MessageType.WriteZeroes, tag, flags, offsetBytes, lengthBytes, 0, epoch, out, offset);
+}
+
+function requireExtentArgs(flags: number, offsetBytes: number, lengthBytes: number): void {
+  requireRange('flags', flags & ~WRITE_FLAGS_KNOWN, 0, 0);
+  requireRange('lengthBytes', lengthBytes, SECTOR_BYTES, EXTENT_LENGTH_BYTES_MAX);
+  if (offsetBytes % SECTOR_BYTES !== 0 || lengthBytes % SECTOR_BYTES !== 0) throw new RangeError('wire encode: extent is not sector aligned');
+}
+
+/** ACK of a tagged request (write, TRIM, WRITE_ZEROES, FLUSH) with a status. */
+export function encodeAck(tag: number, status: number, out?: Buffer, offset = 0): Buffer {
+  requireRange('tag', tag, 0, TAG_MAX);
+  requireRange('status', status, 0, 0xff);
+  const buf = allocate(out, offset, HEAD_BYTES);
+  putHeadStart(buf, offset, MessageType.Ack, 0, tag);
+  buf[offset + HeadOffset.Status] = status;
+  buf.fill(0, offset + 5, offset + 12);
+  buf.writeUInt32BE(headCrc(buf, offset, null), offset + HeadOffset.Crc);
+  return buf;
+}
+
+/** FLUSH: the secondary applies all earlier writes and fdatasyncs before acknowledging. */
+export function encodeFlush(tag: number, out?: Buffer, offset = 0): Buffer {
+  requireRange('tag', tag, 0, TAG_MAX);
+  const buf = allocate(out, offset, HEAD_BYTES);
+  putHeadStart(buf, offset, MessageType.Flush, 0, tag);
+  buf.fill(0, offset + 4, offset + 12);
+  buf.writeUInt32BE(headCrc(buf, offset, null), offset + HeadOffset.Crc);
+  return buf;
+}
+
+function encodeNonce(type: number, tag: number, nonce: bigint, out: Buffer | undefined, offset: number): Buffer {
+  requireRange('tag', tag, 0, TAG_MAX);
+  requireU64('nonce', nonce);
+  const buf = allocate(out, offset, HEAD_BYTES);
+  putHeadStart(buf, offset, type, 0, tag);
+  buf.writeBigUInt64BE(nonce, offset + HeadOffset.U64);
+  buf.writeUInt32BE(headCrc(buf, offset, null), offset + HeadOffset.Crc);
+  return buf;
+}
+
+/** PING keepalive; the peer answers PONG with the same tag and nonce. */
+export function encodePing(tag: number, nonce: bigint, out?: Buffer, offset = 0): Buffer {
+  return encodeNonce(MessageType.Ping, tag, nonce, out, offset);
+}
+
+/** PONG: echoes a PING's tag and nonce. */
+export function encodePong(tag: number, nonce: bigint, out?: Buffer, offset = 0): Buffer {
+  return encodeNonce(MessageType.Pong, tag, nonce, out, offset);
+}
+
+function encodeHelloLike(type: number, tag: number, reason: number, h: HelloFields, out: Buffer | undefined, offset: number): Buffer {
+  requireRange('tag', tag, 0, TAG_MAX);
+  requireRange('reason', reason, 0, 0xff);
+  requireRange('volumeSizeBytes', h.volumeSizeBytes, 0, U64_NUMBER_MAX);
+  const buf = allocate(out, offset, HEAD_BYTES + HELLO_BODY_BYTES);
+  putHeadStart(buf, offset, type, 0, tag);
+  buf.writeUInt32BE(HELLO_BODY_BYTES, offset + HeadOffset.BodyLength);
+  buf.writeUInt32BE(0, offset + 8);
+  buf[offset + HeadOffset.Reason] = reason;
+  const b = offset + HEAD_BYTES;
+  buf[b + HelloOffset.ProtocolVersionMax] = h.protocolVersionMax;
+  buf[b + HelloOffset.Role] = h.role;
+  buf.writeUInt16BE(0, b + HelloOffset.Reserved16);
+  buf.writeUInt32BE(h.blockSizeBytes, b + HelloOffset.BlockSizeBytes);
+  putU64Number(buf, b + HelloOffset.VolumeSizeBytes, h.volumeSizeBytes);
+  buf.writeBigUInt64BE(h.nodeId, b + HelloOffset.NodeId);
+  buf.writeBigUInt64BE(h.peerNodeId, b + HelloOffset.PeerNodeId);
+  buf.writeBigUInt64BE(h.currentGeneration, b + HelloOffset.CurrentGeneration);
+  buf.writeBigUInt64BE(h.bitmapGeneration, b + HelloOffset.BitmapGeneration);
+  buf.writeBigUInt64BE(h.historyGeneration0, b + HelloOffset.HistoryGeneration0);
+  buf.writeBigUInt64BE(h.historyGeneration1, b + HelloOffset.HistoryGeneration1);
+  buf.writeBigUInt64BE(h.features, b + HelloOffset.Features);
+  buf.writeBigUInt64BE(h.epoch, b + HelloOffset.Epoch);
+  buf.writeUInt32BE(h.inlineThresholdBytes, b + HelloOffset.InlineThresholdBytes);
+  buf.writeUInt32BE(0, b + HelloOffset.Reserved32);
+  const seed = crc32cRange(buf, offset, offset + HEAD_CRC_COVERED_BYTES);
+  buf.writeUInt32BE(crc32cRange(buf, b, b + HELLO_BODY_BYTES, seed), offset + HeadOffset.Crc);
+  return buf;
+}
+
+/** HELLO (head + 88-byte body): the primary's state and proposals; first message on a connection. */
+export function encodeHello(tag: number, hello: HelloFields, out?: Buffer, offset = 0): Buffer {
+  return encodeHelloLike(MessageType.Hello, tag, 0, hello, out, offset);
+}
+
+/** HELLO_REPLY (head + 88-byte body): the secondary's state; reason 0 accepts, anything else refuses. */
+export function encodeHelloReply(tag: number, reason: number, hello: HelloFields, out?: Buffer, offset = 0): Buffer {
+  return encodeHelloLike(MessageType.HelloReply, tag, reason, hello, out, offset);
+}
+
+/**
+ * Encodes any message (head + body, not the payload). For WRITE_INLINE the payload is needed to
+ * compute the CRC, so it must be given; the message's own crc32c field is ignored.
+ */
+export function encodeMessage(m: WireMessage, payload?: Uint8Array): Buffer {
+  switch (m.type) {
+    case MessageType.Hello:
+      return encodeHello(m.tag, m);
+    case MessageType.HelloReply:
+      return encodeHelloReply(m.tag, m.reason, m);
+    case MessageType.WriteInline:
+      if (!payload) throw new RangeError('wire encode: WRITE_INLINE needs its payload');
+      return encodeWriteInline(m.tag, m.flags, m.epochLow8, m.sectorAddress, payload);
+    case MessageType.WriteNotify:
+      return encodeWriteNotify(m.tag, m.flags, m.seq);
+    case MessageType.WriteMeta:
+      return encodeWriteMeta(m.tag, m.offsetBytes, m.lengthBytes, m.payloadCrc32c, m.epoch);
+    case MessageType.Ack:
+      return encodeAck(m.tag, m.status);
+    case MessageType.WriteComplete:
+      return encodeWriteComplete(m.completeThroughSeq);
+    case MessageType.Flush:
+      return encodeFlush(m.tag);
+    case MessageType.Trim:
+      return encodeTrim(m.tag, m.flags, m.offsetBytes, m.lengthBytes, m.epoch);
+    case MessageType.WriteZeroes:
+      return encodeWriteZeroes(m.tag, m.flags, m.offsetBytes, m.lengthBytes, m.epoch);
+    case MessageType.Ping:
+      return encodePing(m.tag, m.nonce);
+    case MessageType.Pong:
+      return encodePong(m.tag, m.nonce);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoders.
+
+/** Checks the head CRC (bytes 12..15) over head bytes 0..11 followed by `tail` (body or nothing). */
+function checkHeadCrc(head: Uint8Array, tail: Uint8Array | null): Check {
+  const expected = u32(head, HeadOffset.Crc);
+  const actual = headCrc(head, 0, tail);
+  if (expected !== actual) return { ok: false, reason: `bad CRC32C: head says ${hex32(expected)}, computed ${hex32(actual)}` };
+  return OK;
+}
+
+/** Flags byte check: write types allow FUA and RESYNC, every other type needs 0. */
+function flagsProblem(type: number, flags: number): string | null {
+  const allowed =
+    type === MessageType.WriteInline || type === MessageType.WriteNotify || type === MessageType.Trim || type === MessageType.WriteZeroes
+      ? WRITE_FLAGS_KNOWN
+      : 0;
+  return flags & ~allowed ? `${typeName(type)} reserved flag bits set: 0x${(flags & ~allowed).toString(16).padStart(2, '0')}` : null;
+}
+
+function reservedProblem(head: Uint8Array, from: number, to: number, type: number): string | null {
+  return allZero(head, from, to) ? null : `${typeName(type)} reserved head bytes ${from}..${to - 1} are not zero`;
+}
+
+/**
+ * Decodes one message from its 16-byte head and, for body-carrying types, its body.
+ * Checks version, type, reserved bits, field ranges, and the CRC (except WRITE_INLINE, whose CRC
+ * also covers the payload: see verifyInlineWrite). Never throws.
+ */
+export function decodeMessage(head: Uint8Array, body: Uint8Array | null = null): DecodeResult<WireMessage> {
+  if (head.length < HEAD_BYTES) return fail(`truncated head: ${head.length} of ${HEAD_BYTES} bytes`);
+  const vt = checkVersionAndType(head);
+  if (!vt.ok) return vt;
+  const type = vt.value;
+  const flags = head[HeadOffset.Flags]!;
+  const tag = u16(head, HeadOffset.Tag);
+  const flagIssue = flagsProblem(type, flags);
+  if (flagIssue) return fail(flagIssue);
+
+  if (typeHasBody(type)) {
+    const announced = headBodyLength(head);
+    const lengthIssue = bodyLengthProblem(type, announced);
+    if (lengthIssue) return fail(lengthIssue);
+    if (!body || body.length < announced) return fail(`truncated ${typeName(type)} body: ${body ? body.length : 0} of ${announced} bytes`);
+    if (body.length > announced) return fail(`${typeName(type)} body has ${body.length} bytes, head announces ${announced}`);
+  } else if (body && body.length > 0) {
+    return fail(`${typeName(type)} carries no body but ${body.length} body bytes were given`);
+  }
+  if (type !== MessageType.WriteInline) {
+    const crc = checkHeadCrc(head, body);
+    if (!crc.ok) return crc;
+  }
+
+  switch (type) {
+    case MessageType.Hello:
+    case MessageType.HelloReply:
+      return decodeHelloLike(type, tag, head, body!);
+    case MessageType.WriteInline:
+      return {
+        ok: true,
+        value: {
+          type,
+          tag,
+          flags,
+          lengthSectors: head[HeadOffset.InlineLengthSectorsMinus1]! + 1,
+          epochLow8: head[HeadOffset.InlineEpochLow8]!,
+          sectorAddress: u48(head, HeadOffset.InlineSectorAddress),
+          crc32c: u32(head, HeadOffset.Crc),
+        },
+      };
+    case MessageType.WriteNotify: {
+      const seq = u64Number(head, HeadOffset.U64);
+      if (seq < 1) return fail(seq === 0 ? 'WRITE_NOTIFY seq 0 (sequence numbers start at 1)' : 'WRITE_NOTIFY seq exceeds 2^53-1');
+      return { ok: true, value: { type, tag, flags, seq } };
+    }
+    case MessageType.WriteComplete: {
+      if (tag !== 0) return fail('WRITE_COMPLETE tag is reserved and must be 0');
+      const seq = u64Number(head, HeadOffset.U64);
+      if (seq < 0) return fail('WRITE_COMPLETE seq exceeds 2^53-1');
+      return { ok: true, value: { type, tag, completeThroughSeq: seq } };
+    }
+    case MessageType.Ack: {
+      const reserved = reservedProblem(head, 5, 12, type);
+      if (reserved) return fail(reserved);
+      const status = head[HeadOffset.Status]!;
+      if (!isKnownAckStatus(status)) return fail(`ACK unknown status ${status}`);
+      return { ok: true, value: { type, tag, status } };
+    }
+    case MessageType.Flush: {
+      const reserved = reservedProblem(head, 4, 12, type);
+      if (reserved) return fail(reserved);
+      return { ok: true, value: { type, tag } };
+    }
+    case MessageType.WriteMeta:
+    case MessageType.Trim:
+    case MessageType.WriteZeroes:
+      return decodeExtent(type, tag, flags, head, body!);
+    case MessageType.Ping:
+    case MessageType.Pong:
+      return { ok: true, value: { type, tag, nonce: u64Big(head, HeadOffset.U64) } };
+  }
+  return fail(`unknown message type ${type}`);
+}
+
+function decodeExtent(type: number, tag: number, flags: number, head: Uint8Array, body: Uint8Array): DecodeResult<WireMessage> {
+  const reserved = reservedProblem(head, 8, 12, type);
+  if (reserved) return fail(reserved);
+  const offsetBytes = u64Number(body, ExtentOffset.OffsetBytes);
+  if (offsetBytes < 0) return fail(`${typeName(type)} offset exceeds 2^53-1`);
+  const lengthBytes = u32(body, ExtentOffset.LengthBytes);
+  const payloadCrc32c = u32(body, ExtentOffset.PayloadCrc);
+  const epoch = u64Big(body, ExtentOffset.Epoch);
+  if (type === MessageType.WriteMeta) {
+    if (lengthBytes < 1 || lengthBytes > WRITE_PAYLOAD_BYTES_MAX) {
+      return fail(`WRITE_META length ${lengthBytes} not in 1..${WRITE_PAYLOAD_BYTES_MAX} (WRITE_PAYLOAD_BYTES_MAX)`);
+    }
+    return { ok: true, value: { type, tag, offsetBytes, lengthBytes, payloadCrc32c, epoch } };
+  }
+  if (payloadCrc32c !== 0) return fail(`${typeName(type)} reserved body bytes 12..15 are not zero`);
+  if (lengthBytes < SECTOR_BYTES || offsetBytes % SECTOR_BYTES !== 0 || lengthBytes % SECTOR_BYTES !== 0) {
+    return fail(`${typeName(type)} extent ${offsetBytes}+${lengthBytes} is not whole 512-byte sectors`);
+  }
+  return {
+    ok: true,
+    value: { type: type as typeof MessageType.Trim | typeof MessageType.WriteZeroes, tag, flags, offsetBytes, lengthBytes, epoch },
+  };
+}
+
+function isPowerOfTwo(v: number): boolean {
+  return v > 0 && (v & (v - 1)) === 0;
+}
+
+function decodeHelloLike(type: number, tag: number, head: Uint8Array, body: Uint8Array): DecodeResult<WireMessage> {
+  const name = typeName(type);
+  const reason = head[HeadOffset.Reason]!;
+  if (type === MessageType.Hello && head[HeadOffset.Reason] !== 0) return fail('HELLO reserved head bytes 8..11 are not zero');
+  const reserved = reservedProblem(head, 9, 12, type);
+  if (reserved) return fail(reserved);
+  if (type === MessageType.HelloReply && !isKnownHelloReason(reason)) return fail(`HELLO_REPLY unknown reason ${reason}`);
+  if (u16(body, HelloOffset.Reserved16) !== 0 || u32(body, HelloOffset.Reserved32) !== 0) return fail(`${name} reserved body bytes are not zero`);
+  const protocolVersionMax = body[HelloOffset.ProtocolVersionMax]!;
+  if (protocolVersionMax < 1) return fail(`${name} protocolVersionMax 0`);
+  const role = body[HelloOffset.Role]!;
+  if (role !== Role.Primary && role !== Role.Secondary) return fail(`${name} unknown role ${role}`);
+  const blockSizeBytes = u32(body, HelloOffset.BlockSizeBytes);
+  if (!isPowerOfTwo(blockSizeBytes) || blockSizeBytes < BLOCK_SIZE_MIN_BYTES || blockSizeBytes > BLOCK_SIZE_MAX_BYTES) {
+    return fail(`${name} block size ${blockSizeBytes} is not a power of two in ${BLOCK_SIZE_MIN_BYTES}..${BLOCK_SIZE_MAX_BYTES}`);
+  }
+  const volumeSizeBytes = u64Number(body, HelloOffset.VolumeSizeBytes);
+  if (volumeSizeBytes < 0) return fail(`${name} volume size exceeds 2^53-1`);
+  if (volumeSizeBytes % blockSizeBytes !== 0) return fail(`${name} volume size ${volumeSizeBytes} is not a multiple of the block size ${blockSizeBytes}`);
+  const inlineThresholdBytes = u32(body, HelloOffset.InlineThresholdBytes);
+  if (
+    inlineThresholdBytes < INLINE_THRESHOLD_MIN_BYTES ||
+    inlineThresholdBytes > INLINE_THRESHOLD_MAX_BYTES ||
+    inlineThresholdBytes % SECTOR_BYTES !== 0
+  ) {
+    return fail(`${name} inline threshold ${inlineThresholdBytes} is not whole sectors in ${INLINE_THRESHOLD_MIN_BYTES}..${INLINE_THRESHOLD_MAX_BYTES}`);
+  }
+  const fields: HelloFields = {
+    protocolVersionMax,
+    role,
+    blockSizeBytes,
+    volumeSizeBytes,
+    nodeId: u64Big(body, HelloOffset.NodeId),
+    peerNodeId: u64Big(body, HelloOffset.PeerNodeId),
+    currentGeneration: u64Big(body, HelloOffset.CurrentGeneration),
+    bitmapGeneration: u64Big(body, HelloOffset.BitmapGeneration),
+    historyGeneration0: u64Big(body, HelloOffset.HistoryGeneration0),
+    historyGeneration1: u64Big(body, HelloOffset.HistoryGeneration1),
+    features: u64Big(body, HelloOffset.Features),
+    epoch: u64Big(body, HelloOffset.Epoch),
+    inlineThresholdBytes,
+  };
+  if (type === MessageType.Hello) return { ok: true, value: { type: MessageType.Hello, tag, ...fields } };
+  return { ok: true, value: { type: MessageType.HelloReply, tag, reason, ...fields } };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks that need more than one message, or per-connection knowledge.
+
+/** Checks a WRITE_INLINE once its payload is complete: payload length and CRC over head 0..11 + payload. */
+export function verifyInlineWrite(head: Uint8Array, payload: Uint8Array): Check {
+  if (head.length < HEAD_BYTES) return { ok: false, reason: `truncated head: ${head.length} of ${HEAD_BYTES} bytes` };
+  const expectedBytes = inlinePayloadBytes(head);
+  if (payload.length !== expectedBytes) return { ok: false, reason: `WRITE_INLINE payload has ${payload.length} bytes, head announces ${expectedBytes}` };
+  return checkHeadCrc(head, payload);
+}
+
+/** Checks a large write's payload against its WRITE_META: length and payload CRC32C. */
+export function verifyMetaPayload(meta: WriteMetaMessage, payload: Uint8Array): Check {
+  if (payload.length !== meta.lengthBytes) return { ok: false, reason: `WRITE_META payload has ${payload.length} bytes, meta announces ${meta.lengthBytes}` };
+  const actual = crc32c(payload);
+  if (actual !== meta.payloadCrc32c) {
+    return { ok: false, reason: `bad payload CRC32C: meta says ${hex32(meta.payloadCrc32c)}, computed ${hex32(actual)}` };
+  }
+  return OK;
+}
+
+/** CRC32C a large write's payload for WRITE_META (through the injectable implementation). */
+export function payloadCrc32c(payload: Uint8Array): number {
+  return crc32c(payload);
+}
+
+/** Low 8 bits of the full epoch, the value WRITE_INLINE carries. */
+export function epochLow8(epoch: bigint): number {
+  return Number(epoch & 0xffn);
+}
+
+/**
+ * Range checks that need the connection's negotiated volume size and inline threshold: an extent
+ * that ends past the volume, or an inline write above the threshold, is a protocol error.
+ */
+export function validateMessage(m: WireMessage, limits: ConnectionLimits): Check {
+  switch (m.type) {
+    case MessageType.WriteInline: {
+      const lengthBytes = m.lengthSectors * SECTOR_BYTES;
+      if (lengthBytes > limits.inlineThresholdBytes) {
+        return { ok: false, reason: `WRITE_INLINE of ${lengthBytes} bytes exceeds the inline threshold ${limits.inlineThresholdBytes}` };
+      }
+      return extentWithinVolume(m.type, m.sectorAddress * SECTOR_BYTES, lengthBytes, limits.volumeSizeBytes);
+    }
+    case MessageType.WriteMeta:
+    case MessageType.Trim:
+    case MessageType.WriteZeroes:
+      return extentWithinVolume(m.type, m.offsetBytes, m.lengthBytes, limits.volumeSizeBytes);
+    default:
+      return OK;
+  }
+}
+
+function extentWithinVolume(type: number, offsetBytes: number, lengthBytes: number, volumeSizeBytes: number): Check {
+  if (offsetBytes > volumeSizeBytes || lengthBytes > volumeSizeBytes - offsetBytes) {
+    return { ok: false, reason: `${typeName(type)} extent ${offsetBytes}+${lengthBytes} ends beyond the volume size ${volumeSizeBytes}` };
+  }
+  return OK;
+}

@@ -1,0 +1,180 @@
+/**
+ * Numbers of the blockmirror peer wire format, version 1 (spec: docs/wire-format.md).
+ * All multi-byte integers on the wire are big-endian (network byte order).
+ * Numbers are explicit and never reused: a retired number goes to RETIRED_MESSAGE_TYPES.
+ */
+
+/** Protocol version carried in the top 2 bits of byte 0 of every head. 0 is never valid. */
+export const WIRE_VERSION = 1;
+/** Highest protocol version this implementation speaks (advertised in HELLO). */
+export const WIRE_VERSION_MAX = 1;
+
+/** Every message starts with a head of exactly 128 bits. */
+export const HEAD_BYTES = 16;
+/** Head bytes covered by the head CRC (the CRC itself sits in bytes 12..15). */
+export const HEAD_CRC_COVERED_BYTES = 12;
+/** Offset of the CRC32C field in every head. */
+export const HEAD_CRC_OFFSET = 12;
+
+export const SECTOR_BYTES = 512;
+export const SECTOR_SHIFT = 9;
+
+/** Inline threshold used when HELLO does not lower it. */
+export const INLINE_THRESHOLD_DEFAULT_BYTES = 32768;
+/** Largest inline write the 8-bit "sectors minus 1" length field can express: 256 sectors. */
+export const INLINE_SECTORS_MAX = 256;
+export const INLINE_THRESHOLD_MAX_BYTES = INLINE_SECTORS_MAX * SECTOR_BYTES;
+/** Smallest threshold a peer may negotiate: one sector. */
+export const INLINE_THRESHOLD_MIN_BYTES = SECTOR_BYTES;
+
+/** Largest body that may follow a head (HELLO with extensions, WRITE_META, TRIM, WRITE_ZEROES). */
+export const BODY_BYTES_MAX = 4096;
+/** Version-1 HELLO / HELLO_REPLY body; longer bodies carry extensions that v1 receivers ignore. */
+export const HELLO_BODY_BYTES = 88;
+/** Body of WRITE_META, TRIM and WRITE_ZEROES. */
+export const EXTENT_BODY_BYTES = 24;
+
+/** Largest payload of one large write (WRITE_META lengthBytes); matches the NBD 32 MiB request cap. */
+export const WRITE_PAYLOAD_BYTES_MAX = 32 * 1024 * 1024;
+/** Largest TRIM / WRITE_ZEROES extent: the u32 length field rounded down to whole sectors. */
+export const EXTENT_LENGTH_BYTES_MAX = 0xfffffe00;
+
+/** Tags are 16 bits: at most this many tagged requests can be in flight on one connection. */
+export const TAG_COUNT = 65536;
+export const TAG_MAX = 0xffff;
+
+/** 48-bit sector address in WRITE_INLINE. */
+export const SECTOR_ADDRESS_MAX = 2 ** 48 - 1;
+/** 64-bit counters and byte offsets are JS numbers in this implementation: values above this are refused. */
+export const U64_NUMBER_MAX = Number.MAX_SAFE_INTEGER;
+
+export const BLOCK_SIZE_MIN_BYTES = 512;
+export const BLOCK_SIZE_MAX_BYTES = 65536;
+
+/** Message types: 6 bits, byte 0 low bits. 0 is never assigned so an all-zero head is rejected. */
+export const MessageType = {
+  Hello: 1,
+  HelloReply: 2,
+  WriteInline: 3,
+  WriteNotify: 4,
+  WriteMeta: 5,
+  Ack: 6,
+  WriteComplete: 7,
+  Flush: 8,
+  Trim: 9,
+  WriteZeroes: 10,
+  Ping: 11,
+  Pong: 12,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+/** Numbers that were used by an earlier draft and must never be assigned again. */
+export const RETIRED_MESSAGE_TYPES: readonly number[] = [];
+
+/** Highest value the 6-bit type field can hold. */
+export const MESSAGE_TYPE_FIELD_MAX = 63;
+
+/** Write flags (byte 1) of WRITE_INLINE, WRITE_NOTIFY, TRIM, WRITE_ZEROES. Other bits are reserved (0). */
+export const WriteFlag = {
+  /** Force unit access: the secondary makes this write durable before acknowledging it. */
+  Fua: 0x01,
+  /** The write is resynchronisation traffic, not an application write. */
+  Resync: 0x02,
+} as const;
+export const WRITE_FLAGS_KNOWN = WriteFlag.Fua | WriteFlag.Resync;
+
+/** ACK status (byte 4). */
+export const AckStatus = {
+  Ok: 0,
+  IoError: 1,
+  NoSpace: 2,
+  EpochRefused: 3,
+  NotSupported: 4,
+} as const;
+export type AckStatus = (typeof AckStatus)[keyof typeof AckStatus];
+
+/** HELLO_REPLY reason (byte 8): 0 accepts the connection, anything else refuses it. */
+export const HelloReason = {
+  Accepted: 0,
+  VersionUnsupported: 1,
+  VolumeSizeMismatch: 2,
+  BlockSizeMismatch: 3,
+  NodeIdMismatch: 4,
+  StaleEpoch: 5,
+  RoleConflict: 6,
+  FeaturesRefused: 7,
+  InlineThresholdInvalid: 8,
+  Busy: 9,
+  UnrelatedData: 10,
+} as const;
+export type HelloReason = (typeof HelloReason)[keyof typeof HelloReason];
+
+/** Role byte of the HELLO body. */
+export const Role = {
+  Primary: 1,
+  Secondary: 2,
+} as const;
+export type Role = (typeof Role)[keyof typeof Role];
+
+/** Feature bits of the 64-bit HELLO features mask. Unknown bits are allowed and dropped by negotiation. */
+export const Feature = {
+  Trim: 1n << 0n,
+  WriteZeroes: 1n << 1n,
+} as const;
+export const FEATURES_KNOWN = Feature.Trim | Feature.WriteZeroes;
+
+/** Byte offsets inside a head. */
+export const HeadOffset = {
+  VersionType: 0,
+  Flags: 1,
+  Tag: 2,
+  BodyLength: 4,
+  InlineLengthSectorsMinus1: 4,
+  InlineEpochLow8: 5,
+  InlineSectorAddress: 6,
+  Status: 4,
+  Reason: 8,
+  U64: 4,
+  Crc: 12,
+} as const;
+
+/** Byte offsets inside the extent body of WRITE_META, TRIM and WRITE_ZEROES. */
+export const ExtentOffset = {
+  OffsetBytes: 0,
+  LengthBytes: 8,
+  PayloadCrc: 12,
+  Epoch: 16,
+} as const;
+
+/** Byte offsets inside the HELLO / HELLO_REPLY body. */
+export const HelloOffset = {
+  ProtocolVersionMax: 0,
+  Role: 1,
+  Reserved16: 2,
+  BlockSizeBytes: 4,
+  VolumeSizeBytes: 8,
+  NodeId: 16,
+  PeerNodeId: 24,
+  CurrentGeneration: 32,
+  BitmapGeneration: 40,
+  HistoryGeneration0: 48,
+  HistoryGeneration1: 56,
+  Features: 64,
+  Epoch: 72,
+  InlineThresholdBytes: 80,
+  Reserved32: 84,
+} as const;
+
+/** Compile-time and load-time guards: the format depends on these exact sizes. */
+function assertLayout(): void {
+  if (HEAD_BYTES !== 16 || HEAD_BYTES * 8 !== 128) throw new Error('wire: head must be 128 bits');
+  if (HelloOffset.Reserved32 + 4 !== HELLO_BODY_BYTES) throw new Error('wire: HELLO body layout');
+  if (ExtentOffset.Epoch + 8 !== EXTENT_BODY_BYTES) throw new Error('wire: extent body layout');
+  if (INLINE_THRESHOLD_MAX_BYTES !== 131072) throw new Error('wire: inline max');
+  for (const t of Object.values(MessageType)) {
+    if (t < 1 || t > MESSAGE_TYPE_FIELD_MAX || RETIRED_MESSAGE_TYPES.includes(t)) {
+      throw new Error(`wire: message type ${t} is out of range or retired`);
+    }
+  }
+}
+assertLayout();
