@@ -8,6 +8,7 @@ import * as P from './nbd/protocol';
 import type { LocalStore } from './store/local-store';
 import { newIoStats, type IoStats } from './io-stats';
 import type { Logger } from './util/log';
+import { RangeGate } from './range-gate';
 
 /** The front end a request came from: it receives exactly one completion per tag. */
 export interface RequestSource {
@@ -39,6 +40,8 @@ const EMPTY: Buffer = Buffer.alloc(0);
 
 export class Controller {
   readonly io: IoStats = newIoStats();
+  /** Overlapping modifying requests apply locally in the order they were sent to the peer. */
+  readonly writeGate = new RangeGate();
   private replicator: Replicator | undefined;
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
@@ -107,15 +110,29 @@ export class Controller {
       }
     };
     this.count(request);
-    if (request.command === NbdCommand.Read || this.replicator === undefined) {
-      this.runLocal(request, (local) => finish(P.nbdErrorFromErrno(local)));
+    if (request.command === NbdCommand.Read || request.command === NbdCommand.Flush) {
+      this.runLocalOrReplicated(request, finish, undefined);
       return;
     }
-    this.runReplicated(request, finish);
+    this.writeGate.enter(request.offsetBytes, request.lengthBytes, (release) =>
+      this.runLocalOrReplicated(request, finish, release),
+    );
+  }
+
+  /** Reads stay local; everything else also goes to the replicator when one is attached. */
+  private runLocalOrReplicated(request: BlockRequest, finish: (nbdError: number) => void, localDone: (() => void) | undefined): void {
+    if (request.command === NbdCommand.Read || this.replicator === undefined) {
+      this.runLocal(request, (local) => {
+        localDone?.();
+        finish(P.nbdErrorFromErrno(local));
+      });
+      return;
+    }
+    this.runReplicated(request, finish, localDone);
   }
 
   /** Local and peer in parallel; the reply waits for both (sync mirroring) and reports the first error. */
-  private runReplicated(request: BlockRequest, finish: (nbdError: number) => void): void {
+  private runReplicated(request: BlockRequest, finish: (nbdError: number) => void, localDone: (() => void) | undefined): void {
     let pending = 2;
     let result = P.NBD_OK;
     const settle = (nbdError: number): void => {
@@ -124,7 +141,10 @@ export class Controller {
       if (pending === 0) finish(result);
     };
     this.replicator!.replicate(request, settle);
-    this.runLocal(request, (local) => settle(P.nbdErrorFromErrno(local)));
+    this.runLocal(request, (local) => {
+      localDone?.();
+      settle(P.nbdErrorFromErrno(local));
+    });
   }
 
   /** Run one request against the local store; `done` gets 0 or -errno. */
