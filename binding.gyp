@@ -9,7 +9,10 @@
         "native/store.cc",
         "native/nbd_device.cc",
         "native/crc32c.cc",
-        "native/errors.cc"
+        "native/errors.cc",
+        "native/js_args.cc",
+        "native/js_wakeup.cc",
+        "native/logger.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],

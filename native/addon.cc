@@ -1,0 +1,83 @@
+// Module entry: per-environment state, teardown hook and the exports of NativeBinding (src/native.ts).
+#include <napi.h>
+
+#include "addon_state.h"
+#include "buffer_pool.h"
+#include "crc32c.h"
+#include "errors.h"
+#include "nbd_connection.h"
+#include "nbd_device.h"
+#include "store.h"
+
+namespace blockmirror {
+
+void TeardownRegistry::Add(const std::shared_ptr<Stoppable>& item) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  // Prune dead entries so long-running processes do not accumulate them.
+  std::vector<std::weak_ptr<Stoppable>> live;
+  live.reserve(items_.size() + 1);
+  for (auto& weak : items_) {
+    if (!weak.expired()) live.push_back(std::move(weak));
+  }
+  live.push_back(item);
+  items_.swap(live);
+}
+
+void TeardownRegistry::StopAll() {
+  std::vector<std::weak_ptr<Stoppable>> items;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    items.swap(items_);
+  }
+  for (auto& weak : items) {
+    if (auto item = weak.lock()) item->StopForTeardown();
+  }
+}
+
+AddonState& StateOf(Napi::Env env) { return *env.GetInstanceData<AddonState>(); }
+
+namespace {
+
+// setLogger(fn): route native log lines to fn(level, message) on the JS thread.
+Napi::Value SetLogger(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) {
+    ThrowArgError(env, "setLogger(fn) expected");
+    return env.Undefined();
+  }
+  if (!StateOf(env).logger->SetJsLogger(env, info[0].As<Napi::Function>())) {
+    ThrowErrno(env, ENOMEM, "setLogger");
+  }
+  return env.Undefined();
+}
+
+// Environment teardown: stop every thread before the environment's handles disappear.
+void OnEnvCleanup(AddonState* state) {
+  state->registry->StopAll();
+  state->logger->Detach();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* state = new AddonState();
+  env.SetInstanceData<AddonState>(state);
+  env.AddCleanupHook(OnEnvCleanup, state);
+  InitConnectionClass(env, *state);
+  InitStoreClass(env, *state);
+  InitDeviceClass(env, *state);
+  exports.Set("initPool", Napi::Function::New(env, InitPool, "initPool"));
+  exports.Set("openConnection", Napi::Function::New(env, OpenConnection, "openConnection"));
+  exports.Set("openStore", Napi::Function::New(env, OpenStore, "openStore"));
+  exports.Set("attachNbdDevice", Napi::Function::New(env, AttachNbdDevice, "attachNbdDevice"));
+  exports.Set("disconnectNbdDevice", Napi::Function::New(env, DisconnectNbdDevice, "disconnectNbdDevice"));
+  exports.Set("crc32c", Napi::Function::New(env, Crc32cJs, "crc32c"));
+  exports.Set("copiedPayloadBytes", Napi::Function::New(env, CopiedPayloadBytesJs, "copiedPayloadBytes"));
+  exports.Set("setLogger", Napi::Function::New(env, SetLogger, "setLogger"));
+  return exports;
+}
+
+}  // namespace
+}  // namespace blockmirror
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return blockmirror::Init(env, exports); }
+
+NODE_API_MODULE(blockmirror, InitModule)
