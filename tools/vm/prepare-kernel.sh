@@ -45,6 +45,7 @@ download_package() {
   local package=$1 deb_dir=$2
   mkdir -p "$deb_dir"
   if compgen -G "$deb_dir/${package}_*.deb" >/dev/null; then return 0; fi
+  command -v apt-get >/dev/null || skip "apt-get not available: cannot download $package"
   log "downloading $package"
   (cd "$deb_dir" && apt-get download -q -o APT::Sandbox::User=root "$package" >&2) ||
     skip "apt-get download $package failed (no network to the Debian archive?)"
@@ -107,7 +108,7 @@ build_initrd() {
 # Everything needed to build, checked up front with the package that provides it.
 check_tools() {
   local tool package
-  for tool in apt-get:apt dpkg-deb:dpkg modprobe:kmod depmod:kmod cpio:cpio xz:xz-utils gzip:gzip; do
+  for tool in dpkg-deb:dpkg modprobe:kmod depmod:kmod cpio:cpio xz:xz-utils gzip:gzip; do
     package=${tool#*:}; tool=${tool%%:*}
     command -v "$tool" >/dev/null || die "$tool not found: apt-get install $package"
   done

@@ -27,7 +27,7 @@ readonly REPO_DIR="$(cd "$VM_DIR/../.." && pwd -P)"
 log() { echo "run-in-vm: $*" >&2; }
 
 usage() {
-  sed -n '6,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '6,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit "$EXIT_USAGE"
 }
 
