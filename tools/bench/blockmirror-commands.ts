@@ -1,0 +1,46 @@
+// How the benchmark invokes blockmirror; the one place to update when the CLI changes.
+import * as path from 'node:path';
+import { runCommand, describeExit, firstLines } from './run-command';
+
+/** Repository root, from dist/tools/bench/ back up three levels. */
+export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+export const BLOCKMIRROR_BIN = path.join(REPO_ROOT, 'bin', 'blockmirror');
+/** Port the secondary listens on for replication inside namespace B. */
+export const REPLICATION_PORT = 10810;
+/** `--help` of a node CLI should answer well within this. */
+const HELP_TIMEOUT_MS = 20_000;
+
+// Size flag as the CLI takes it (whole GiB when possible, else bytes).
+function sizeFlag(sizeBytes: number): string {
+  const gib = 1024 ** 3;
+  return sizeBytes % gib === 0 ? `${sizeBytes / gib}G` : String(sizeBytes);
+}
+
+// blockmirror single node: serve a store over NBD on a unix socket.
+export function serveCommand(storePath: string, sizeBytes: number, socketPath: string): string[] {
+  return [process.execPath, BLOCKMIRROR_BIN, 'serve', '--store', storePath, '--size', sizeFlag(sizeBytes), '--nbd-socket', socketPath];
+}
+
+// blockmirror secondary (namespace B): keep a replica and accept the primary's replication stream.
+export function secondaryCommand(storePath: string, sizeBytes: number, listenAddress: string): string[] {
+  return [process.execPath, BLOCKMIRROR_BIN, 'secondary', '--store', storePath, '--size', sizeFlag(sizeBytes), '--listen', `${listenAddress}:${REPLICATION_PORT}`];
+}
+
+// blockmirror primary (namespace A): serve NBD on a unix socket and mirror every write to the secondary.
+export function primaryCommand(storePath: string, sizeBytes: number, socketPath: string, peerAddress: string): string[] {
+  return [
+    process.execPath, BLOCKMIRROR_BIN, 'primary', '--store', storePath, '--size', sizeFlag(sizeBytes),
+    '--nbd-socket', socketPath, '--peer', `${peerAddress}:${REPLICATION_PORT}`,
+  ];
+}
+
+// A subcommand counts as present when `blockmirror --help` lists it; otherwise the reason is returned.
+export async function subcommandUnavailableReason(subcommand: string): Promise<string | undefined> {
+  const result = await runCommand(process.execPath, [BLOCKMIRROR_BIN, '--help'], { timeoutMs: HELP_TIMEOUT_MS, cwd: REPO_ROOT });
+  if (result.exitCode !== 0) {
+    const detail = firstLines(result.stderr || result.stdout, 1) || 'no output';
+    return `\`blockmirror --help\` failed (${describeExit(result)}): ${detail.slice(0, 200)}`;
+  }
+  const listed = new RegExp(`^\\s+${subcommand}\\b`, 'm').test(result.stdout);
+  return listed ? undefined : `\`blockmirror --help\` does not list a \`${subcommand}\` command yet`;
+}

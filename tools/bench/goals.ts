@@ -1,0 +1,68 @@
+// The performance targets from the issues, checked against one run's figures.
+import { JobMetrics } from './fio-result';
+import { CaseResult, GoalResult, metricsFor } from './results';
+import { Matrix } from './target-types';
+
+type Comparison =
+  | { kind: 'ratio-at-least'; metric: 'iops' | 'bandwidthBytesPerSec'; minRatio: number }
+  | { kind: 'latency-ratio-at-most'; maxRatio: number }
+  | { kind: 'latency-plus-at-most'; maxExtraUs: number };
+
+interface Goal {
+  matrix: Matrix;
+  description: string;
+  jobId: string;
+  targetId: string;
+  baselineId: string;
+  comparison: Comparison;
+}
+
+export const GOALS: readonly Goal[] = [
+  { matrix: 'single', description: '4k randwrite QD32 IOPS ≥ 1.0× nbdkit', jobId: 'randwrite-4k-qd32', targetId: 'blockmirror', baselineId: 'nbdkit', comparison: { kind: 'ratio-at-least', metric: 'iops', minRatio: 1.0 } },
+  { matrix: 'single', description: '4k randread QD32 IOPS ≥ 1.0× nbdkit', jobId: 'randread-4k-qd32', targetId: 'blockmirror', baselineId: 'nbdkit', comparison: { kind: 'ratio-at-least', metric: 'iops', minRatio: 1.0 } },
+  { matrix: 'single', description: '1M seq write bandwidth ≥ 0.9× nbdkit', jobId: 'write-1m-qd8', targetId: 'blockmirror', baselineId: 'nbdkit', comparison: { kind: 'ratio-at-least', metric: 'bandwidthBytesPerSec', minRatio: 0.9 } },
+  { matrix: 'single', description: '4k randwrite QD1 p50 latency ≤ 1.2× nbdkit', jobId: 'randwrite-4k-qd1', targetId: 'blockmirror', baselineId: 'nbdkit', comparison: { kind: 'latency-ratio-at-most', maxRatio: 1.2 } },
+  { matrix: 'mirrored', description: '4k randwrite QD32 IOPS ≥ 0.5× single-node blockmirror', jobId: 'randwrite-4k-qd32', targetId: 'blockmirror-pair', baselineId: 'blockmirror', comparison: { kind: 'ratio-at-least', metric: 'iops', minRatio: 0.5 } },
+  { matrix: 'mirrored', description: '4k randwrite QD32 IOPS ≥ 3× QEMU active mirror', jobId: 'randwrite-4k-qd32', targetId: 'blockmirror-pair', baselineId: 'qemu-mirror', comparison: { kind: 'ratio-at-least', metric: 'iops', minRatio: 3.0 } },
+  { matrix: 'mirrored', description: '1M seq write bandwidth ≥ 0.7× single-node blockmirror', jobId: 'write-1m-qd8', targetId: 'blockmirror-pair', baselineId: 'blockmirror', comparison: { kind: 'ratio-at-least', metric: 'bandwidthBytesPerSec', minRatio: 0.7 } },
+  { matrix: 'mirrored', description: '4k randwrite QD1 p50 latency ≤ single-node blockmirror p50 + 100 µs', jobId: 'randwrite-4k-qd1', targetId: 'blockmirror-pair', baselineId: 'blockmirror', comparison: { kind: 'latency-plus-at-most', maxExtraUs: 100 } },
+];
+
+// Why a goal cannot be judged: which side has no figure.
+function missingDetail(goal: Goal, results: readonly CaseResult[], target: JobMetrics | undefined): string {
+  const missingId = target ? goal.baselineId : goal.targetId;
+  const result = results.find((candidate) => candidate.targetId === missingId && candidate.jobId === goal.jobId);
+  return `no ${missingId} figure for ${goal.jobId}${result?.reason ? ` (${result.reason})` : result ? '' : ' (not run)'}`;
+}
+
+// Judges one goal: met / not met with the numbers, or n/a with the reason.
+function evaluateGoal(goal: Goal, results: readonly CaseResult[]): GoalResult {
+  const target = metricsFor(results, goal.targetId, goal.jobId);
+  const baseline = metricsFor(results, goal.baselineId, goal.jobId);
+  const base = { matrix: goal.matrix, description: goal.description };
+  if (!target || !baseline) return { ...base, status: 'n/a', detail: missingDetail(goal, results, target) };
+  const comparison = goal.comparison;
+  if (comparison.kind === 'ratio-at-least') {
+    const ratio = target[comparison.metric] / baseline[comparison.metric];
+    return { ...base, status: ratio >= comparison.minRatio ? 'met' : 'not met', detail: `${ratio.toFixed(2)}× (need ≥ ${comparison.minRatio}×)` };
+  }
+  if (comparison.kind === 'latency-ratio-at-most') {
+    const ratio = target.clatP50Us / baseline.clatP50Us;
+    return {
+      ...base,
+      status: ratio <= comparison.maxRatio ? 'met' : 'not met',
+      detail: `${target.clatP50Us.toFixed(1)} µs vs ${baseline.clatP50Us.toFixed(1)} µs = ${ratio.toFixed(2)}× (need ≤ ${comparison.maxRatio}×)`,
+    };
+  }
+  const extraUs = target.clatP50Us - baseline.clatP50Us;
+  return {
+    ...base,
+    status: extraUs <= comparison.maxExtraUs ? 'met' : 'not met',
+    detail: `${target.clatP50Us.toFixed(1)} µs vs ${baseline.clatP50Us.toFixed(1)} µs = ${extraUs >= 0 ? '+' : ''}${extraUs.toFixed(1)} µs (need ≤ +${comparison.maxExtraUs} µs)`,
+  };
+}
+
+// Evaluates every goal of the matrices that were run.
+export function evaluateGoals(results: readonly CaseResult[], matrices: readonly Matrix[]): GoalResult[] {
+  return GOALS.filter((goal) => matrices.includes(goal.matrix)).map((goal) => evaluateGoal(goal, results));
+}

@@ -1,0 +1,90 @@
+// Runs the fio matrix over a set of targets: a fresh store and server per (job, target), job-major order.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CleanupRegistry } from './cleanup-registry';
+import { FioJob } from './fio-jobs';
+import { FioTiming, runMeasuredJob, runPrefill } from './fio-runner';
+import { NamespacePair } from './namespace-pair';
+import { CaseResult } from './results';
+import { runCommand } from './run-command';
+import { BenchTarget, Matrix } from './target-types';
+
+/** Comparing two 1 GiB files from the page cache takes about a second; allow a slow disk. */
+const REPLICA_COMPARE_TIMEOUT_MS = 300_000;
+
+export interface MatrixRun {
+  matrix: Matrix;
+  jobs: readonly FioJob[];
+  /** Only targets that are available; unavailable ones are reported by the caller. */
+  targets: readonly BenchTarget[];
+  timing: FioTiming;
+  sizeBytes: number;
+  workDir: string;
+  cleanup: CleanupRegistry;
+  namespaces?: NamespacePair;
+  log: (line: string) => void;
+}
+
+// Byte-compares primary and replica after the servers stopped; a mirror that lost writes must not report numbers.
+async function compareReplica(files: readonly [string, string]): Promise<void> {
+  const result = await runCommand('cmp', ['--silent', files[0], files[1]], { timeoutMs: REPLICA_COMPARE_TIMEOUT_MS });
+  if (result.exitCode === 1) throw new Error(`replica differs from primary (${path.basename(files[0])} vs ${path.basename(files[1])})`);
+  if (result.exitCode !== 0) throw new Error(`cmp failed: ${result.stderr.trim()}`);
+}
+
+// Measures one job on one target from a fresh start, always stopping what it started.
+async function runCase(run: MatrixRun, job: FioJob, target: BenchTarget): Promise<CaseResult> {
+  const caseDir = path.join(run.workDir, run.matrix, `${job.id}--${target.id}`);
+  fs.mkdirSync(caseDir, { recursive: true });
+  const notes: string[] = [];
+  const base = { matrix: run.matrix, targetId: target.id, jobId: job.id };
+  let running;
+  try {
+    running = await target.start({ caseDir, sizeBytes: run.sizeBytes, cleanup: run.cleanup, namespaces: run.namespaces });
+  } catch (error) {
+    return { ...base, status: 'failed', reason: `start: ${(error as Error).message}`, notes };
+  }
+  let metrics;
+  try {
+    if (job.needsPrefill) {
+      await runPrefill(running.uri, run.sizeBytes, caseDir);
+      notes.push('region prefilled');
+    }
+    metrics = await runMeasuredJob(job, running.uri, run.sizeBytes, run.timing, caseDir);
+    await running.checkStillValid();
+  } catch (error) {
+    await running.stop().catch(() => undefined);
+    return { ...base, status: 'failed', reason: (error as Error).message, notes };
+  }
+  try {
+    await running.stop();
+    if (running.replicaFiles) {
+      await compareReplica(running.replicaFiles);
+      notes.push('replica identical');
+    }
+  } catch (error) {
+    return { ...base, status: 'failed', reason: `after run: ${(error as Error).message}`, metrics, notes };
+  }
+  return { ...base, status: 'ok', metrics, notes };
+}
+
+// Job-major order so each job's targets are measured close together in time on a shared, noisy machine.
+export async function runMatrix(run: MatrixRun): Promise<CaseResult[]> {
+  const results: CaseResult[] = [];
+  for (const job of run.jobs) {
+    for (const target of run.targets) {
+      run.log(`[${run.matrix}] ${job.id} on ${target.id} ...`);
+      const result = await runCase(run, job, target);
+      run.log(`[${run.matrix}] ${job.id} on ${target.id}: ${summarize(result)}`);
+      results.push(result);
+    }
+  }
+  return results;
+}
+
+// One log line per case.
+function summarize(result: CaseResult): string {
+  if (result.status !== 'ok' || !result.metrics) return `${result.status}: ${result.reason ?? ''}`;
+  const m = result.metrics;
+  return `${Math.round(m.iops)} IOPS, ${(m.bandwidthBytesPerSec / 1024 ** 2).toFixed(1)} MiB/s, p50 ${m.clatP50Us.toFixed(1)} us, p99 ${m.clatP99Us.toFixed(1)} us`;
+}
