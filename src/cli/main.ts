@@ -95,7 +95,7 @@ function nodeOptions(options: ParsedOptions, mode: 'serve' | 'attach'): NodeOpti
   return {
     role: 'standalone',
     storePath,
-    sizeBytes: sizeText === undefined ? undefined : parseSizeBytes(sizeText),
+    sizeBytes: sizeText === undefined ? undefined : sizeOption(sizeText),
     direct: flag(options, 'direct'),
     controlPath: path.resolve(optionalString(options, 'control') ?? defaultControlPath(storePath)),
     nbdSocketPath: nbdSocket === undefined ? undefined : path.resolve(nbdSocket),
@@ -163,7 +163,7 @@ async function up(args: string[]): Promise<number | undefined> {
   const socketPath = path.join(stateDir, 'nbd.sock');
   const controlPath = path.join(stateDir, 'node.ctl');
   const sizeText = optionalString(options, 'size');
-  const sizeBytes = fs.existsSync(storePath) ? (sizeText === undefined ? undefined : parseSizeBytes(sizeText)) : parseSizeBytes(sizeText ?? '1G');
+  const sizeBytes = fs.existsSync(storePath) ? (sizeText === undefined ? undefined : sizeOption(sizeText)) : sizeOption(sizeText ?? '1G');
   const runtime = new NodeRuntime({
     role: 'standalone',
     storePath,
@@ -192,4 +192,13 @@ async function up(args: string[]): Promise<number | undefined> {
     ].join('\n'),
   );
   return undefined;
+}
+
+/** A --size value; a malformed one is a usage error. */
+function sizeOption(text: string): number {
+  try {
+    return parseSizeBytes(text);
+  } catch (error) {
+    throw new UsageError(`--size: ${(error as Error).message}`);
+  }
 }
