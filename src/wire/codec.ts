@@ -172,9 +172,23 @@ function allZero(b: Uint8Array, from: number, to: number): boolean {
   for (let i = from; i < to; i++) if (b[i] !== 0) return false;
   return true;
 }
-function putU64Number(out: Buffer, o: number, v: number): void {
-  out.writeUInt32BE(Math.floor(v / TWO_32), o);
-  out.writeUInt32BE(v % TWO_32, o + 4);
+/** Direct byte stores: cheaper than Buffer.write* for the few bytes of a head. */
+function put16(out: Uint8Array, o: number, v: number): void {
+  out[o] = v >>> 8;
+  out[o + 1] = v;
+}
+function put32(out: Uint8Array, o: number, v: number): void {
+  out[o] = v >>> 24;
+  out[o + 1] = v >>> 16;
+  out[o + 2] = v >>> 8;
+  out[o + 3] = v;
+}
+function zero(out: Uint8Array, from: number, to: number): void {
+  for (let i = from; i < to; i++) out[i] = 0;
+}
+function putU64Number(out: Uint8Array, o: number, v: number): void {
+  put32(out, o, Math.floor(v / TWO_32));
+  put32(out, o + 4, v % TWO_32);
 }
 function fail<T>(reason: string): DecodeResult<T> {
   return { ok: false, reason };
@@ -198,7 +212,7 @@ function requireU64(name: string, v: bigint): void {
 function putHeadStart(out: Buffer, o: number, type: number, flags: number, tag: number): void {
   out[o] = (WIRE_VERSION << 6) | type;
   out[o + 1] = flags;
-  out.writeUInt16BE(tag, o + 2);
+  put16(out, o + 2, tag);
 }
 
 /** CRC32C of head bytes 0..11 (software, no allocation) continued over `tail` when given. */
@@ -284,7 +298,7 @@ export function encodeWriteInline(
   buf[offset + HeadOffset.InlineLengthSectorsMinus1] = sectors - 1;
   buf[offset + HeadOffset.InlineEpochLow8] = epochLow8;
   buf.writeUIntBE(sectorAddress, offset + HeadOffset.InlineSectorAddress, 6);
-  buf.writeUInt32BE(headCrc(buf, offset, payload), offset + HeadOffset.Crc);
+  put32(buf, offset + HeadOffset.Crc, headCrc(buf, offset, payload));
   return buf;
 }
 
@@ -295,7 +309,7 @@ function encodeU64Head(type: number, flags: number, tag: number, value: number, 
   const buf = allocate(out, offset, HEAD_BYTES);
   putHeadStart(buf, offset, type, flags, tag);
   putU64Number(buf, offset + HeadOffset.U64, value);
-  buf.writeUInt32BE(headCrc(buf, offset, null), offset + HeadOffset.Crc);
+  put32(buf, offset + HeadOffset.Crc, headCrc(buf, offset, null));
   return buf;
 }
 
@@ -328,15 +342,15 @@ function encodeExtent(
   requireU64('epoch', epoch);
   const buf = allocate(out, offset, HEAD_BYTES + EXTENT_BODY_BYTES);
   putHeadStart(buf, offset, type, flags, tag);
-  buf.writeUInt32BE(EXTENT_BODY_BYTES, offset + HeadOffset.BodyLength);
-  buf.writeUInt32BE(0, offset + 8);
+  put32(buf, offset + HeadOffset.BodyLength, EXTENT_BODY_BYTES);
+  put32(buf, offset + 8, 0);
   const b = offset + HEAD_BYTES;
   putU64Number(buf, b + ExtentOffset.OffsetBytes, offsetBytes);
-  buf.writeUInt32BE(lengthBytes, b + ExtentOffset.LengthBytes);
-  buf.writeUInt32BE(payloadCrc32c >>> 0, b + ExtentOffset.PayloadCrc);
+  put32(buf, b + ExtentOffset.LengthBytes, lengthBytes);
+  put32(buf, b + ExtentOffset.PayloadCrc, payloadCrc32c >>> 0);
   buf.writeBigUInt64BE(epoch, b + ExtentOffset.Epoch);
   const seed = crc32cRange(buf, offset, offset + HEAD_CRC_COVERED_BYTES);
-  buf.writeUInt32BE(crc32cRange(buf, b, b + EXTENT_BODY_BYTES, seed), offset + HeadOffset.Crc);
+  put32(buf, offset + HeadOffset.Crc, crc32cRange(buf, b, b + EXTENT_BODY_BYTES, seed));
   return buf;
 }
 
@@ -379,8 +393,8 @@ export function encodeAck(tag: number, status: number, out?: Buffer, offset = 0)
   const buf = allocate(out, offset, HEAD_BYTES);
   putHeadStart(buf, offset, MessageType.Ack, 0, tag);
   buf[offset + HeadOffset.Status] = status;
-  buf.fill(0, offset + 5, offset + 12);
-  buf.writeUInt32BE(headCrc(buf, offset, null), offset + HeadOffset.Crc);
+  zero(buf, offset + 5, offset + 12);
+  put32(buf, offset + HeadOffset.Crc, headCrc(buf, offset, null));
   return buf;
 }
 
@@ -389,8 +403,8 @@ export function encodeFlush(tag: number, out?: Buffer, offset = 0): Buffer {
   requireRange('tag', tag, 0, TAG_MAX);
   const buf = allocate(out, offset, HEAD_BYTES);
   putHeadStart(buf, offset, MessageType.Flush, 0, tag);
-  buf.fill(0, offset + 4, offset + 12);
-  buf.writeUInt32BE(headCrc(buf, offset, null), offset + HeadOffset.Crc);
+  zero(buf, offset + 4, offset + 12);
+  put32(buf, offset + HeadOffset.Crc, headCrc(buf, offset, null));
   return buf;
 }
 
@@ -400,7 +414,7 @@ function encodeNonce(type: number, tag: number, nonce: bigint, out: Buffer | und
   const buf = allocate(out, offset, HEAD_BYTES);
   putHeadStart(buf, offset, type, 0, tag);
   buf.writeBigUInt64BE(nonce, offset + HeadOffset.U64);
-  buf.writeUInt32BE(headCrc(buf, offset, null), offset + HeadOffset.Crc);
+  put32(buf, offset + HeadOffset.Crc, headCrc(buf, offset, null));
   return buf;
 }
 
@@ -418,16 +432,20 @@ function encodeHelloLike(type: number, tag: number, reason: number, h: HelloFiel
   requireRange('tag', tag, 0, TAG_MAX);
   requireRange('reason', reason, 0, 0xff);
   requireRange('volumeSizeBytes', h.volumeSizeBytes, 0, U64_NUMBER_MAX);
+  requireRange('protocolVersionMax', h.protocolVersionMax, 0, 0xff);
+  requireRange('role', h.role, 0, 0xff);
+  requireRange('blockSizeBytes', h.blockSizeBytes, 0, 0xffffffff);
+  requireRange('inlineThresholdBytes', h.inlineThresholdBytes, 0, 0xffffffff);
   const buf = allocate(out, offset, HEAD_BYTES + HELLO_BODY_BYTES);
   putHeadStart(buf, offset, type, 0, tag);
-  buf.writeUInt32BE(HELLO_BODY_BYTES, offset + HeadOffset.BodyLength);
-  buf.writeUInt32BE(0, offset + 8);
+  put32(buf, offset + HeadOffset.BodyLength, HELLO_BODY_BYTES);
+  put32(buf, offset + 8, 0);
   buf[offset + HeadOffset.Reason] = reason;
   const b = offset + HEAD_BYTES;
   buf[b + HelloOffset.ProtocolVersionMax] = h.protocolVersionMax;
   buf[b + HelloOffset.Role] = h.role;
-  buf.writeUInt16BE(0, b + HelloOffset.Reserved16);
-  buf.writeUInt32BE(h.blockSizeBytes, b + HelloOffset.BlockSizeBytes);
+  put16(buf, b + HelloOffset.Reserved16, 0);
+  put32(buf, b + HelloOffset.BlockSizeBytes, h.blockSizeBytes);
   putU64Number(buf, b + HelloOffset.VolumeSizeBytes, h.volumeSizeBytes);
   buf.writeBigUInt64BE(h.nodeId, b + HelloOffset.NodeId);
   buf.writeBigUInt64BE(h.peerNodeId, b + HelloOffset.PeerNodeId);
@@ -437,10 +455,10 @@ function encodeHelloLike(type: number, tag: number, reason: number, h: HelloFiel
   buf.writeBigUInt64BE(h.historyGeneration1, b + HelloOffset.HistoryGeneration1);
   buf.writeBigUInt64BE(h.features, b + HelloOffset.Features);
   buf.writeBigUInt64BE(h.epoch, b + HelloOffset.Epoch);
-  buf.writeUInt32BE(h.inlineThresholdBytes, b + HelloOffset.InlineThresholdBytes);
-  buf.writeUInt32BE(0, b + HelloOffset.Reserved32);
+  put32(buf, b + HelloOffset.InlineThresholdBytes, h.inlineThresholdBytes);
+  put32(buf, b + HelloOffset.Reserved32, 0);
   const seed = crc32cRange(buf, offset, offset + HEAD_CRC_COVERED_BYTES);
-  buf.writeUInt32BE(crc32cRange(buf, b, b + HELLO_BODY_BYTES, seed), offset + HeadOffset.Crc);
+  put32(buf, offset + HeadOffset.Crc, crc32cRange(buf, b, b + HELLO_BODY_BYTES, seed));
   return buf;
 }
 
