@@ -74,7 +74,7 @@ async function runMirrored(
       log(`iperf3 failed: ${iperf.error}`);
     }
     const results = await runMatrix({
-      matrix: 'mirrored', jobs: common.jobs, targets, timing: { runtimeSec: options.runtimeSec, rampSec: options.rampSec },
+      matrix: 'mirrored', jobs: common.jobs, targets, timing: { runtimeSec: options.runtimeSec, rampSec: options.rampSec }, repeat: options.repeat,
       sizeBytes: DEVICE_SIZE_BYTES, workDir: common.workDir, cleanup: common.cleanup, namespaces, log,
     });
     return { results, iperf };
@@ -105,7 +105,7 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], work
   const timing = { runtimeSec: options.runtimeSec, rampSec: options.rampSec };
   let iperf: BenchReport['iperf'];
   if (options.matrices.includes('single')) {
-    results.push(...(await runMatrix({ matrix: 'single', jobs, targets: available.get('single') ?? [], timing, sizeBytes: DEVICE_SIZE_BYTES, workDir, cleanup, log })));
+    results.push(...(await runMatrix({ matrix: 'single', jobs, targets: available.get('single') ?? [], timing, repeat: options.repeat, sizeBytes: DEVICE_SIZE_BYTES, workDir, cleanup, log })));
   }
   if (options.matrices.includes('mirrored')) {
     const mirrored = await runMirrored(available.get('mirrored') ?? [], options, { jobs, workDir, cleanup });
@@ -118,6 +118,7 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], work
       runtimeSec: options.runtimeSec,
       rampSec: options.rampSec,
       sizeBytes: DEVICE_SIZE_BYTES,
+      repeat: options.repeat,
       readPrefill:
         `Before 4k randread QD32 the whole device is written once (fio rw=write bs=${PREFILL_BLOCK_SIZE_BYTES / 1024 ** 2}M iodepth=${PREFILL_IO_DEPTH}, ` +
         'unmeasured) through the same freshly started server, so reads return written blocks rather than holes.',

@@ -6,6 +6,7 @@ export interface BenchOptions {
   runtimeSec: number;
   rampSec: number;
   iperfSec: number;
+  repeat: number;
   quick: boolean;
   matrices: Matrix[];
   /** Target ids to run; undefined = all. */
@@ -30,6 +31,7 @@ export const QUICK_IPERF_SEC = 2;
 export const USAGE = `usage: node dist/tools/bench/bench.js [flags]
   --runtime SECONDS   measured seconds per fio job (default ${DEFAULT_RUNTIME_SEC}; ramp ${DEFAULT_RAMP_SEC} s before it)
   --ramp SECONDS      unmeasured warm-up per fio job (default ${DEFAULT_RAMP_SEC})
+  --repeat N          measure every case N times (interleaved) and report the median run (default 1)
   --quick             smoke test: runtime ${QUICK_RUNTIME_SEC} s, ramp ${QUICK_RAMP_SEC} s, iperf3 ${QUICK_IPERF_SEC} s
   --only single|mirrored   run one matrix only
   --targets LIST      comma list of: blockmirror,nbdkit,qemu-nbd,blockmirror-pair,qemu-mirror
@@ -47,6 +49,13 @@ function positiveNumber(flag: string, value: string | undefined): number {
   return parsed;
 }
 
+// Reads a positive integer flag value.
+function positiveInteger(flag: string, value: string | undefined): number {
+  const parsed = positiveNumber(flag, value);
+  if (!Number.isInteger(parsed)) throw new Error(`${flag} needs a whole number, got ${String(value)}`);
+  return parsed;
+}
+
 // Splits a comma list flag value.
 function list(flag: string, value: string | undefined): string[] {
   if (!value) throw new Error(`${flag} needs a comma-separated list`);
@@ -59,6 +68,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     runtimeSec: DEFAULT_RUNTIME_SEC,
     rampSec: DEFAULT_RAMP_SEC,
     iperfSec: DEFAULT_IPERF_SEC,
+    repeat: 1,
     quick: false,
     matrices: ['single', 'mirrored'],
     outPath: 'BENCHMARKS.md',
@@ -73,6 +83,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     switch (flag) {
       case '--runtime': explicitRuntime = positiveNumber(flag, value()); break;
       case '--ramp': explicitRamp = positiveNumber(flag, value()); break;
+      case '--repeat': options.repeat = positiveInteger(flag, value()); break;
       case '--quick': options.quick = true; break;
       case '--only': {
         const matrix = value();

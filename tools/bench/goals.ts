@@ -44,14 +44,14 @@ function evaluateGoal(goal: Goal, results: readonly CaseResult[]): GoalResult {
   const comparison = goal.comparison;
   if (comparison.kind === 'ratio-at-least') {
     const ratio = target[comparison.metric] / baseline[comparison.metric];
-    return { ...base, status: ratio >= comparison.minRatio ? 'met' : 'not met', detail: `${ratio.toFixed(2)}× (need ≥ ${comparison.minRatio}×)` };
+    return { ...base, status: ratio >= comparison.minRatio ? 'met' : 'not met', detail: `${ratio.toFixed(3)}× (need ≥ ${comparison.minRatio}×)` };
   }
   if (comparison.kind === 'latency-ratio-at-most') {
     const ratio = target.clatP50Us / baseline.clatP50Us;
     return {
       ...base,
       status: ratio <= comparison.maxRatio ? 'met' : 'not met',
-      detail: `${target.clatP50Us.toFixed(1)} µs vs ${baseline.clatP50Us.toFixed(1)} µs = ${ratio.toFixed(2)}× (need ≤ ${comparison.maxRatio}×)`,
+      detail: `${target.clatP50Us.toFixed(1)} µs vs ${baseline.clatP50Us.toFixed(1)} µs = ${ratio.toFixed(3)}× (need ≤ ${comparison.maxRatio}×)`,
     };
   }
   const extraUs = target.clatP50Us - baseline.clatP50Us;

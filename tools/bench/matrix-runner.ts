@@ -5,6 +5,7 @@ import { CleanupRegistry } from './cleanup-registry';
 import { FioJob } from './fio-jobs';
 import { FioTiming, runMeasuredJob, runPrefill } from './fio-runner';
 import { NamespacePair } from './namespace-pair';
+import { JobMetrics } from './fio-result';
 import { CaseResult } from './results';
 import { runCommand } from './run-command';
 import { BenchTarget, Matrix } from './target-types';
@@ -18,6 +19,8 @@ export interface MatrixRun {
   /** Only targets that are available; unavailable ones are reported by the caller. */
   targets: readonly BenchTarget[];
   timing: FioTiming;
+  /** Each (job, target) is measured this many times; the run with the median headline figure is reported. */
+  repeat: number;
   sizeBytes: number;
   workDir: string;
   cleanup: CleanupRegistry;
@@ -68,18 +71,37 @@ async function runCase(run: MatrixRun, job: FioJob, target: BenchTarget): Promis
   return { ...base, status: 'ok', metrics, notes };
 }
 
-// Job-major order so each job's targets are measured close together in time on a shared, noisy machine.
+// Job-major order, repetitions interleaved across targets, so each job's targets see the same machine conditions.
 export async function runMatrix(run: MatrixRun): Promise<CaseResult[]> {
   const results: CaseResult[] = [];
   for (const job of run.jobs) {
-    for (const target of run.targets) {
-      run.log(`[${run.matrix}] ${job.id} on ${target.id} ...`);
-      const result = await runCase(run, job, target);
-      run.log(`[${run.matrix}] ${job.id} on ${target.id}: ${summarize(result)}`);
-      results.push(result);
+    const attempts = new Map<string, CaseResult[]>(run.targets.map((target) => [target.id, []]));
+    for (let repetition = 1; repetition <= run.repeat; repetition++) {
+      for (const target of run.targets) {
+        const label = `[${run.matrix}] ${job.id} on ${target.id}${run.repeat > 1 ? ` (run ${repetition}/${run.repeat})` : ''}`;
+        run.log(`${label} ...`);
+        const result = await runCase(run, job, target);
+        run.log(`${label}: ${summarize(result)}`);
+        attempts.get(target.id)?.push(result);
+      }
     }
+    for (const target of run.targets) results.push(combineRepetitions(job, attempts.get(target.id) ?? []));
   }
   return results;
+}
+
+// Reports the repetition with the median headline figure; any failed repetition fails the case.
+export function combineRepetitions(job: FioJob, attempts: readonly CaseResult[]): CaseResult {
+  const failed = attempts.find((attempt) => attempt.status !== 'ok' || !attempt.metrics);
+  if (failed || attempts.length === 0) {
+    const okCount = attempts.filter((attempt) => attempt.status === 'ok').length;
+    return { ...(failed ?? attempts[0]) as CaseResult, notes: [...(failed?.notes ?? []), `${okCount} of ${attempts.length} repetitions succeeded`] };
+  }
+  const headline = (result: CaseResult): number =>
+    job.headline === 'bandwidth' ? (result.metrics as JobMetrics).bandwidthBytesPerSec : (result.metrics as JobMetrics).iops;
+  const sorted = [...attempts].sort((left, right) => headline(left) - headline(right));
+  const median = sorted[Math.floor((sorted.length - 1) / 2)] as CaseResult;
+  return { ...median, repetitions: attempts.map((attempt) => attempt.metrics as JobMetrics) };
 }
 
 // One log line per case.

@@ -37,14 +37,27 @@ function caseRow(report: BenchReport, result: CaseResult, target: TargetSummary 
   const baselines = baselinesFor(matrix);
   if (result.status !== 'ok' || !result.metrics) {
     const why = result.status === 'unavailable' ? 'not available (see Targets)' : `**failed**: ${escapeCell(result.reason ?? '')}`;
-    return `| ${job?.title ?? result.jobId} | ${name} | ${why} | | | | ${baselines.map(() => '').join(' | ')} |`;
+    const spreadCell = report.settings.repeat > 1 ? ' |' : '';
+    return `| ${job?.title ?? result.jobId} | ${name} | ${why} | | | |${spreadCell} ${baselines.map(() => '').join(' | ')} |`;
   }
   const m = result.metrics;
   const comparisons = baselines.map((baseline) =>
     target?.isBlockmirror && baseline.id !== result.targetId ? comparisonCell(report, result.jobId, m, baseline.id) : '',
   );
+  const spread = report.settings.repeat > 1 ? ` ${spreadText(result, job?.headline ?? 'iops')} |` : '';
   return `| ${job?.title ?? result.jobId} | ${name} | ${Math.round(m.iops).toLocaleString('en-US')} | ${(m.bandwidthBytesPerSec / MIB).toFixed(1)} | ` +
-    `${m.clatP50Us.toFixed(1)} | ${m.clatP99Us.toFixed(1)} | ${comparisons.join(' | ')} |`;
+    `${m.clatP50Us.toFixed(1)} | ${m.clatP99Us.toFixed(1)} |${spread} ${comparisons.join(' | ')} |`;
+}
+
+// Range of the headline figure over the repetitions, relative to the reported (median) run.
+function spreadText(result: CaseResult, headline: 'iops' | 'bandwidth'): string {
+  const runs = result.repetitions ?? [];
+  if (runs.length < 2 || !result.metrics) return '—';
+  const value = (metrics: JobMetrics): number => (headline === 'bandwidth' ? metrics.bandwidthBytesPerSec : metrics.iops);
+  const values = runs.map(value);
+  const median = value(result.metrics);
+  const percent = (x: number): string => `${x >= median ? '+' : ''}${(((x - median) / median) * 100).toFixed(0)}%`;
+  return `${percent(Math.min(...values))} / ${percent(Math.max(...values))} (${runs.length} runs)`;
 }
 
 // Keeps failure reasons from breaking the table.
@@ -66,9 +79,11 @@ function matrixTable(report: BenchReport, matrix: Matrix): string[] {
   const results = sortedCases(report, matrix);
   if (results.length === 0) return ['Not run.'];
   const baselines = baselinesFor(matrix);
+  const spreadHeader = report.settings.repeat > 1 ? ' headline min / max vs median |' : '';
+  const spreadRule = report.settings.repeat > 1 ? '---|' : '';
   const lines = [
-    `| Job | Target | IOPS | MiB/s | p50 clat (µs) | p99 clat (µs) | ${baselines.map((baseline) => baseline.label).join(' | ')} |`,
-    `|---|---|--:|--:|--:|--:|${baselines.map(() => '---').join('|')}|`,
+    `| Job | Target | IOPS | MiB/s | p50 clat (µs) | p99 clat (µs) |${spreadHeader} ${baselines.map((baseline) => baseline.label).join(' | ')} |`,
+    `|---|---|--:|--:|--:|--:|${spreadRule}${baselines.map(() => '---').join('|')}|`,
   ];
   for (const result of results) {
     lines.push(caseRow(report, result, report.targets.find((target) => target.id === result.targetId), matrix));
@@ -155,7 +170,8 @@ export function renderMarkdown(report: BenchReport): string {
       'default fio random generator and seed (every target sees the same offsets), `--output-format=json`. ' +
       'IOPS and MiB/s are fio\'s averages over the measured window; p50/p99 are completion latency (clat) percentiles.',
     `- Every (job, target) pair starts from a fresh ${s.sizeBytes / 1024 ** 3} GiB sparse file and a freshly started server; jobs run in job-major order so ` +
-      'the targets of one job are measured close together in time.',
+      'the targets of one job are measured close together in time.' +
+      (s.repeat > 1 ? ` Each case ran ${s.repeat} times, interleaved across targets; the table shows the run with the median headline figure (IOPS, or MiB/s for 64k/1M).` : ' Each case ran once.'),
     `- ${s.readPrefill}`,
     '- Store files live in the host page cache for every target alike (no target uses O_DIRECT); the nbd engine has no `direct` option.',
     '',

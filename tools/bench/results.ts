@@ -11,6 +11,8 @@ export interface CaseResult {
   status: 'ok' | 'failed' | 'unavailable';
   reason?: string;
   metrics?: JobMetrics;
+  /** Every repetition's figures when --repeat > 1 (metrics is the median one). */
+  repetitions?: JobMetrics[];
   notes: string[];
 }
 
@@ -27,6 +29,7 @@ export interface RunSettings {
   runtimeSec: number;
   rampSec: number;
   sizeBytes: number;
+  repeat: number;
   readPrefill: string;
   reproduceCommand: string;
   matrices: Matrix[];
