@@ -5,7 +5,8 @@ import { flag, optionalString, parseHostPort, parseOptions, requireString, Usage
 import { parseSizeBytes } from '../util/size';
 import { defaultControlPath } from '../control/protocol';
 import { sendControlRequest } from '../control/client';
-import { NodeRuntime, type NodeOptions } from '../node/runtime';
+import { NodeRuntime, type MirrorOptions, type NodeOptions } from '../node/runtime';
+import { INLINE_THRESHOLD_DEFAULT_BYTES, INLINE_THRESHOLD_MAX_BYTES, INLINE_THRESHOLD_MIN_BYTES, SECTOR_BYTES } from '../wire';
 import { loadNative } from '../native';
 import { setLogLevel } from '../util/log';
 
@@ -18,6 +19,12 @@ commands:
         [--direct] [--export-name NAME]   one node, exported over NBD
   attach --store PATH [--size BYTES] --device /dev/nbdN [--control PATH] [--direct]
                                            one node, attached to the kernel NBD driver
+  primary --store PATH [--size BYTES] --peer HOST:PORT (--nbd-socket PATH | --device /dev/nbdN)
+        [--nbd-listen HOST:PORT] [--mode sync|async] [--inline-threshold BYTES] [--async-window BYTES]
+        [--region-size BYTES] [--keepalive-timeout MS] [--control PATH]
+                                           serve the volume and mirror every write to the secondary
+  secondary --store PATH [--size BYTES] --listen HOST:PORT [--keepalive-timeout MS] [--control PATH]
+                                           keep a replica of the primary's volume
   detach --device /dev/nbdN                disconnect a kernel NBD device
   status --control PATH [--json]           print a running node's status
 
@@ -34,6 +41,13 @@ const NODE_OPTIONS: OptionSpec = {
   direct: 'boolean',
   'export-name': 'string',
   verbose: 'boolean',
+  peer: 'string',
+  listen: 'string',
+  mode: 'string',
+  'inline-threshold': 'string',
+  'async-window': 'string',
+  'region-size': 'string',
+  'keepalive-timeout': 'string',
 };
 
 /** Entry point used by bin/blockmirror. */
@@ -62,6 +76,10 @@ async function run(command: string | undefined, args: string[]): Promise<number 
       return runNode(args, 'serve');
     case 'attach':
       return runNode(args, 'attach');
+    case 'primary':
+      return runNode(args, 'primary');
+    case 'secondary':
+      return runNode(args, 'secondary');
     case 'detach':
       return detach(args);
     case 'status':
@@ -80,7 +98,27 @@ async function run(command: string | undefined, args: string[]): Promise<number 
 }
 
 /** Build NodeOptions from parsed options, validating the combination for the subcommand. */
-function nodeOptions(options: ParsedOptions, mode: 'serve' | 'attach'): NodeOptions {
+type NodeMode = 'serve' | 'attach' | 'primary' | 'secondary';
+
+/** Options that only some modes accept. */
+const MODE_ONLY: Record<string, NodeMode[]> = {
+  peer: ['primary'],
+  mode: ['primary'],
+  'inline-threshold': ['primary'],
+  'async-window': ['primary'],
+  'region-size': ['primary'],
+  listen: ['secondary'],
+  'keepalive-timeout': ['primary', 'secondary'],
+  'nbd-socket': ['serve', 'primary'],
+  'nbd-listen': ['serve', 'primary'],
+  device: ['attach', 'primary'],
+  'export-name': ['serve', 'primary'],
+};
+
+function nodeOptions(options: ParsedOptions, mode: NodeMode): NodeOptions {
+  for (const [name, modes] of Object.entries(MODE_ONLY)) {
+    if (options.has(name) && !modes.includes(mode)) throw new UsageError(`${mode} does not take --${name}`);
+  }
   const storePath = path.resolve(requireString(options, 'store'));
   const sizeText = optionalString(options, 'size');
   const nbdSocket = optionalString(options, 'nbd-socket');
@@ -90,10 +128,20 @@ function nodeOptions(options: ParsedOptions, mode: 'serve' | 'attach'): NodeOpti
     throw new UsageError('serve needs --nbd-socket PATH (and/or --nbd-listen HOST:PORT)');
   }
   if (mode === 'attach' && device === undefined) throw new UsageError('attach needs --device /dev/nbdN');
-  if (mode === 'serve' && device !== undefined) throw new UsageError('serve does not take --device; use attach');
+  if (mode === 'primary' && nbdSocket === undefined && nbdListen === undefined && device === undefined) {
+    throw new UsageError('primary needs --nbd-socket PATH, --nbd-listen HOST:PORT or --device /dev/nbdN');
+  }
+  if (mode === 'primary' && !options.has('peer')) throw new UsageError('primary needs --peer HOST:PORT (the secondary)');
+  if (mode === 'secondary' && !options.has('listen')) throw new UsageError('secondary needs --listen HOST:PORT');
   if (device !== undefined && !/^\/dev\/nbd\d+$/.test(device)) throw new UsageError(`--device must be /dev/nbdN, got "${device}"`);
+  const keepaliveText = optionalString(options, 'keepalive-timeout');
+  const keepaliveTimeoutMs = keepaliveText === undefined ? undefined : positiveInteger(keepaliveText, 'keepalive-timeout');
   return {
-    role: 'standalone',
+    role: mode === 'primary' ? 'primary' : mode === 'secondary' ? 'secondary' : 'standalone',
+    mirror: mode === 'primary' ? mirrorOptions(options) : undefined,
+    replica: mode === 'secondary' ? hostPortToListen(parseHostPort(requireString(options, 'listen'), 'listen')) : undefined,
+    keepaliveTimeoutMs,
+    keepaliveIntervalMs: keepaliveTimeoutMs === undefined ? undefined : Math.max(50, Math.floor(keepaliveTimeoutMs / 5)),
     storePath,
     sizeBytes: sizeText === undefined ? undefined : sizeOption(sizeText),
     direct: flag(options, 'direct'),
@@ -106,7 +154,7 @@ function nodeOptions(options: ParsedOptions, mode: 'serve' | 'attach'): NodeOpti
 }
 
 /** Run a node in the foreground until SIGTERM/SIGINT (or the kernel device goes away). */
-async function runNode(args: string[], mode: 'serve' | 'attach'): Promise<number | undefined> {
+async function runNode(args: string[], mode: NodeMode): Promise<number | undefined> {
   const options = parseOptions(args, NODE_OPTIONS);
   if (flag(options, 'verbose')) setLogLevel('debug');
   const runtime = new NodeRuntime(nodeOptions(options, mode));
@@ -201,4 +249,37 @@ function sizeOption(text: string): number {
   } catch (error) {
     throw new UsageError(`--size: ${(error as Error).message}`);
   }
+}
+
+function hostPortToListen(hp: { host: string; port: number }): { listenHost: string; listenPort: number } {
+  return { listenHost: hp.host, listenPort: hp.port };
+}
+
+function positiveInteger(text: string, name: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive whole number, got "${text}"`);
+  return n;
+}
+
+/** The primary's mirror settings, validated. */
+function mirrorOptions(options: ParsedOptions): MirrorOptions {
+  const peer = parseHostPort(requireString(options, 'peer'), 'peer');
+  const mode = optionalString(options, 'mode') ?? 'sync';
+  if (mode !== 'sync' && mode !== 'async') throw new UsageError(`--mode must be sync or async, got "${mode}"`);
+  const inline = sizeOption(optionalString(options, 'inline-threshold') ?? String(INLINE_THRESHOLD_DEFAULT_BYTES));
+  if (inline < INLINE_THRESHOLD_MIN_BYTES || inline > INLINE_THRESHOLD_MAX_BYTES || inline % SECTOR_BYTES !== 0) {
+    throw new UsageError(`--inline-threshold must be a multiple of ${SECTOR_BYTES} from ${INLINE_THRESHOLD_MIN_BYTES} to ${INLINE_THRESHOLD_MAX_BYTES} bytes`);
+  }
+  const regionBytes = sizeOption(optionalString(options, 'region-size') ?? '64K');
+  if (regionBytes < 4096 || regionBytes > 64 * 1024 * 1024 || (regionBytes & (regionBytes - 1)) !== 0) {
+    throw new UsageError('--region-size must be a power of two from 4K to 64M');
+  }
+  return {
+    peerHost: peer.host,
+    peerPort: peer.port,
+    mode,
+    inlineThresholdBytes: inline,
+    asyncWindowBytes: sizeOption(optionalString(options, 'async-window') ?? '64M'),
+    regionBytes,
+  };
 }

@@ -12,6 +12,10 @@ import { ControlServer } from '../control/server';
 import * as P from '../nbd/protocol';
 import { BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, NBD_PAYLOAD_BYTES_MAX } from '../limits';
 import { createLogger, type Logger } from '../util/log';
+import { PrimaryMirror, type MirrorMode } from '../mirror/primary-mirror';
+import { SecondaryReplica } from '../mirror/secondary-replica';
+import { randomId64 } from '../mirror/hello';
+import { useCrc32cImplementation } from '../wire';
 
 export type NodeRole = 'standalone' | 'primary' | 'secondary';
 
@@ -25,7 +29,27 @@ export interface NodeOptions {
   nbdTcp: { host: string; port: number } | undefined;
   devicePath: string | undefined;
   exportName: string;
+  /** Primary: where the secondary listens and how to mirror. */
+  mirror?: MirrorOptions;
+  /** Secondary: where to listen for the primary. */
+  replica?: { listenHost: string; listenPort: number };
+  keepaliveIntervalMs?: number;
+  keepaliveTimeoutMs?: number;
 }
+
+export interface MirrorOptions {
+  peerHost: string;
+  peerPort: number;
+  mode: MirrorMode;
+  inlineThresholdBytes: number;
+  asyncWindowBytes: number;
+  regionBytes: number;
+}
+
+/** Defaults of the mirror's timing (DRBD-like: ping every second, give up after a few). */
+export const KEEPALIVE_INTERVAL_MS_DEFAULT = 1000;
+export const KEEPALIVE_TIMEOUT_MS_DEFAULT = 5000;
+export const RECONNECT_DELAY_MS = 1000;
 
 /** Transmission flags we advertise: everything we implement; MULTI_CONN is safe since all connections share one store fd and flush covers every completed write. */
 export function transmissionFlags(): number {
@@ -49,6 +73,11 @@ export class NodeRuntime {
   private kernelDevice: KernelDevice | undefined;
   private readonly startedAtMs = Date.now();
   private shuttingDown: Promise<void> | undefined;
+  /** Primary role: the peer side of every write. */
+  primaryMirror: PrimaryMirror | undefined;
+  /** Secondary role: applies what the primary sends. */
+  secondaryReplica: SecondaryReplica | undefined;
+  readonly nodeId = randomId64();
   /** Extra sections of `status --json` contributed by other components (mirror, peer, ...). */
   private readonly statusSections = new Map<string, () => unknown>();
 
@@ -69,7 +98,9 @@ export class NodeRuntime {
   async start(): Promise<void> {
     const native = loadNative();
     native.setLogger((level, message) => createLogger('native')[level](message));
+    useCrc32cImplementation((buf, seed) => native.crc32c(buf as Buffer, seed));
     await this.control.listen();
+    this.startMirroring();
     if (this.options.nbdSocketPath !== undefined || this.options.nbdTcp !== undefined) {
       this.nbdServer = new NbdServer(
         {
@@ -91,6 +122,7 @@ export class NodeRuntime {
       );
       await this.nbdServer.listen();
     }
+    await this.secondaryReplica?.listen();
     if (this.options.devicePath !== undefined) {
       this.kernelDevice = new KernelDevice(
         this.options.devicePath,
@@ -106,6 +138,44 @@ export class NodeRuntime {
       this.kernelDevice.attach();
     }
     this.log.info(`node ready: role=${this.options.role} store=${this.store.path} size=${this.store.sizeBytes} control=${this.options.controlPath}`);
+  }
+
+  /** Primary: attach the mirror to the controller. Secondary: listen for the primary. */
+  private startMirroring(): void {
+    const keepaliveIntervalMs = this.options.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS_DEFAULT;
+    const keepaliveTimeoutMs = this.options.keepaliveTimeoutMs ?? KEEPALIVE_TIMEOUT_MS_DEFAULT;
+    const mirror = this.options.mirror;
+    if (mirror !== undefined) {
+      this.primaryMirror = new PrimaryMirror(
+        {
+          ...mirror,
+          volumeSizeBytes: this.store.sizeBytes,
+          nodeId: this.nodeId,
+          generation: randomId64(),
+          storeCreatedEmpty: this.store.createdEmpty,
+          epoch: 1n,
+          keepaliveIntervalMs,
+          keepaliveTimeoutMs,
+          ackTimeoutMs: keepaliveTimeoutMs,
+          reconnectDelayMs: RECONNECT_DELAY_MS,
+        },
+        createLogger('mirror'),
+      );
+      this.controller.setReplicator(this.primaryMirror);
+      this.addStatusSection('peer', () => this.primaryMirror!.peerStatus());
+      this.addStatusSection('mirror', () => this.primaryMirror!.mirrorStatus());
+      this.primaryMirror.start();
+    }
+    const replica = this.options.replica;
+    if (replica !== undefined) {
+      this.secondaryReplica = new SecondaryReplica(
+        this.store,
+        { ...replica, nodeId: this.nodeId, storeCreatedEmpty: this.store.createdEmpty, keepaliveIntervalMs, keepaliveTimeoutMs },
+        createLogger('replica'),
+      );
+      this.addStatusSection('peer', () => this.secondaryReplica!.peerStatus());
+      this.addStatusSection('mirror', () => this.secondaryReplica!.mirrorStatus());
+    }
   }
 
   /** Install SIGTERM/SIGINT handlers that shut down cleanly and exit. */
@@ -139,6 +209,8 @@ export class NodeRuntime {
     await this.kernelDevice?.detach();
     await this.nbdServer?.close();
     await this.controller.whenIdle();
+    this.primaryMirror?.stop();
+    await this.secondaryReplica?.close();
     const flushed = await this.store.flush();
     if (flushed !== 0) this.log.error(`final flush of ${this.store.path} failed: errno ${-flushed}`);
     this.store.close();

@@ -30,6 +30,8 @@ export class LocalStore {
   readonly sizeBytes: number;
   readonly isBlockDevice: boolean;
   readonly direct: boolean;
+  /** This process created the store (sparse, all zeroes). */
+  readonly createdEmpty: boolean;
   private readonly native: NativeStore;
   private readonly callbacks = new Map<number, StoreCallback>();
   private nextId = 1;
@@ -50,6 +52,7 @@ export class LocalStore {
       throw new StoreConfigError(`store ${options.path} is neither a regular file nor a block device`);
     }
     this.direct = options.direct;
+    this.createdEmpty = existing === undefined;
     this.native = loadNative().openStore(
       { path: options.path, direct: options.direct, readOnly: false, create: existing === undefined },
       (count, ids, results) => this.onComplete(count, ids, results),

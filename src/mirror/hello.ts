@@ -1,0 +1,42 @@
+/** HELLO fields each role advertises, and the identity rules that decide whether a pair may connect. */
+import * as crypto from 'node:crypto';
+import { FEATURES_KNOWN, WIRE_VERSION_MAX, type HelloFields } from '../wire';
+
+/** currentGeneration of a store that was created empty and has never been in sync with a primary. */
+export const GENERATION_EMPTY = 0n;
+
+/** A random non-zero 64-bit identifier (node ids, generations). */
+export function randomId64(): bigint {
+  let id = 0n;
+  while (id === 0n) id = crypto.randomBytes(8).readBigUInt64BE(0);
+  return id;
+}
+
+export interface HelloIdentity {
+  role: number;
+  volumeSizeBytes: number;
+  blockSizeBytes: number;
+  nodeId: bigint;
+  currentGeneration: bigint;
+  epoch: bigint;
+  inlineThresholdBytes: number;
+}
+
+/** Build the HELLO body fields from a node's identity. */
+export function helloFields(identity: HelloIdentity): HelloFields {
+  return {
+    protocolVersionMax: WIRE_VERSION_MAX,
+    role: identity.role,
+    blockSizeBytes: identity.blockSizeBytes,
+    volumeSizeBytes: identity.volumeSizeBytes,
+    nodeId: identity.nodeId,
+    peerNodeId: 0n,
+    currentGeneration: identity.currentGeneration,
+    bitmapGeneration: 0n,
+    historyGeneration0: 0n,
+    historyGeneration1: 0n,
+    features: FEATURES_KNOWN,
+    epoch: identity.epoch,
+    inlineThresholdBytes: identity.inlineThresholdBytes,
+  };
+}

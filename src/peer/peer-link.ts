@@ -1,0 +1,162 @@
+/**
+ * One mirror connection over TCP, either end: frames incoming bytes with the wire FrameReader,
+ * decodes and validates every message before anyone acts on it, answers PING, watches the
+ * keepalive, and counts messages and wake-ups. Any framing or validation failure closes the link
+ * with a logged reason; nothing from a bad message is acted on.
+ */
+import type { Socket } from 'node:net';
+import {
+  FrameReader,
+  MessageType,
+  decodeMessage,
+  encodePing,
+  encodePong,
+  typeName,
+  validateMessage,
+  type ConnectionLimits,
+  type WireMessage,
+} from '../wire';
+import type { Logger } from '../util/log';
+
+export interface PeerLinkHandlers {
+  /** A decoded, validated message (PING/PONG are handled here and not passed on). Runs on the JS thread. */
+  onMessage(message: WireMessage, head: Buffer): void;
+  /** The payload of the WRITE_INLINE / WRITE_META delivered just before. */
+  onPayload(ownerType: number, payload: Buffer): void;
+  /** Called once when the link is gone; `reason` says why. */
+  onClose(reason: string): void;
+}
+
+export interface PeerLinkOptions {
+  keepaliveIntervalMs: number;
+  /** No byte received for this long → the peer is considered dead. */
+  keepaliveTimeoutMs: number;
+}
+
+export interface PeerLinkStats {
+  messagesSent: number;
+  messagesReceived: number;
+  receivedByType: Record<string, number>;
+  payloadBytesReceived: number;
+  /** 'data' events: each is one wake-up of the JS thread for this link. */
+  wakeups: number;
+  copiedPayloadBytes: number;
+}
+
+export class PeerLink {
+  readonly reader = new FrameReader();
+  limits: ConnectionLimits | undefined;
+  private closed = false;
+  private lastReceiveMs = Date.now();
+  private readonly keepaliveTimer: NodeJS.Timeout;
+  private pingNonce = 1n;
+  readonly stats: PeerLinkStats = {
+    messagesSent: 0,
+    messagesReceived: 0,
+    receivedByType: {},
+    payloadBytesReceived: 0,
+    wakeups: 0,
+    copiedPayloadBytes: 0,
+  };
+
+  constructor(
+    readonly socket: Socket,
+    private readonly handlers: PeerLinkHandlers,
+    private readonly options: PeerLinkOptions,
+    private readonly log: Logger,
+  ) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.close(`socket error: ${err.message}`));
+    socket.on('close', () => this.close('connection closed by peer'));
+    socket.on('end', () => this.close('peer ended the connection'));
+    this.keepaliveTimer = setInterval(() => this.keepalive(), options.keepaliveIntervalMs);
+    this.keepaliveTimer.unref();
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  get remoteAddress(): string {
+    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
+  }
+
+  /** Send one message (and optionally its payload right behind it) without copying the payload. */
+  send(message: Buffer, payload?: Buffer): void {
+    if (this.closed) return;
+    this.stats.messagesSent += 1;
+    if (payload === undefined) {
+      this.socket.write(message);
+      return;
+    }
+    this.socket.cork();
+    this.socket.write(message);
+    this.socket.write(payload);
+    this.socket.uncork();
+  }
+
+  /** Bytes queued in user space and not yet handed to the kernel (backpressure signal). */
+  get queuedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  /** Close the link once, with a reason that is logged and passed to onClose. */
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.keepaliveTimer);
+    this.socket.destroy();
+    this.handlers.onClose(reason);
+  }
+
+  private keepalive(): void {
+    if (this.closed) return;
+    const silentMs = Date.now() - this.lastReceiveMs;
+    if (silentMs > this.options.keepaliveTimeoutMs) {
+      this.close(`keepalive timeout: nothing received for ${silentMs} ms`);
+      return;
+    }
+    this.send(encodePing(0, this.pingNonce++));
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.lastReceiveMs = Date.now();
+    this.stats.wakeups += 1;
+    this.reader.push(chunk);
+    for (;;) {
+      const frame = this.reader.next();
+      if (frame === null) break;
+      if (frame.kind === 'error') {
+        this.close(`protocol error: ${frame.reason}`);
+        return;
+      }
+      if (frame.kind === 'payload') {
+        this.stats.payloadBytesReceived += frame.payload.length;
+        this.handlers.onPayload(frame.type, frame.payload);
+      } else {
+        const decoded = decodeMessage(frame.head, frame.body);
+        if (!decoded.ok) {
+          this.close(`protocol error: ${decoded.reason}`);
+          return;
+        }
+        const message = decoded.value;
+        if (this.limits !== undefined) {
+          const check = validateMessage(message, this.limits);
+          if (!check.ok) {
+            this.close(`protocol error: ${check.reason}`);
+            return;
+          }
+        }
+        this.stats.messagesReceived += 1;
+        const name = typeName(message.type);
+        this.stats.receivedByType[name] = (this.stats.receivedByType[name] ?? 0) + 1;
+        if (message.type === MessageType.Ping) this.send(encodePong(message.tag, message.nonce));
+        else if (message.type !== MessageType.Pong) this.handlers.onMessage(message, frame.head);
+      }
+      if (this.closed) return;
+    }
+    this.stats.copiedPayloadBytes = this.reader.copiedPayloadBytes;
+  }
+}
