@@ -44,11 +44,12 @@ wait_for_device_size() {
   return 1
 }
 
-# Wait for PID to exit within PROCESS_EXIT_TIMEOUT_SECONDS; prints its exit status, or "running" when it did not exit.
+# Wait for PID (a child of this shell: do not call in a subshell) to exit within PROCESS_EXIT_TIMEOUT_SECONDS;
+# sets EXIT_STATUS to its exit status, or to "running" when it did not exit.
 wait_for_exit() {
-  local pid=$1 deadline=$((SECONDS + PROCESS_EXIT_TIMEOUT_SECONDS)) status=0
+  local pid=$1 deadline=$((SECONDS + PROCESS_EXIT_TIMEOUT_SECONDS))
   while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
-  if kill -0 "$pid" 2>/dev/null; then echo running; return 0; fi
-  wait "$pid" || status=$?
-  echo "$status"
+  if kill -0 "$pid" 2>/dev/null; then EXIT_STATUS=running; return 0; fi
+  EXIT_STATUS=0
+  wait "$pid" || EXIT_STATUS=$?
 }

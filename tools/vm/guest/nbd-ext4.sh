@@ -73,13 +73,14 @@ timeout "$STEP_TIMEOUT_SECONDS" e2fsck -f -n "$DEVICE" > "$WORK_DIR/fsck.log" 2>
 
 say "detaching"
 timeout "$STEP_TIMEOUT_SECONDS" node "$BLOCKMIRROR_BIN" detach --device "$DEVICE" || fail detach "exit=$?"
-attach_status=$(wait_for_exit "$ATTACH_PID")
+wait_for_exit "$ATTACH_PID"
+attach_status=$EXIT_STATUS
 [[ "$attach_status" == 0 ]] || fail attach-exit "attach_status=$attach_status"
 
 say "verifying the store file through a loop device"
 timeout "$STEP_TIMEOUT_SECONDS" mount -t ext4 -o loop,ro "$STORE" "$MOUNT_DIR" || fail loop-mount "exit=$?"
 timeout "$STEP_TIMEOUT_SECONDS" bash -c "$(declare -f verify_tree); SUMS=$SUMS verify_tree $MOUNT_DIR" || fail verify-store
 umount "$MOUNT_DIR"
-store_allocated_bytes=$(du -sb "$STORE" | cut -f1)
+store_allocated_bytes=$(du -B1 "$STORE" | cut -f1)
 
 result "ok files=$file_count bytes=$total_bytes attach_exit=$attach_status store_allocated_bytes=$store_allocated_bytes"
