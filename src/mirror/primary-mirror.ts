@@ -86,6 +86,7 @@ export class PrimaryMirror implements Replicator {
   private ackedAhead = new Set<number>();
   private completeScheduled = false;
   private everConnected = false;
+  private lastConnectFailure = '';
   private reconnectTimer: NodeJS.Timeout | undefined;
   private ackTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -457,6 +458,11 @@ export class PrimaryMirror implements Replicator {
   }
 
   private noteConnectFailure(reason: string): void {
+    if (reason !== this.lastConnectFailure) {
+      // Logged once per distinct reason: a peer that stays away must not flood the log.
+      this.log.warn(`secondary ${this.options.peerHost}:${this.options.peerPort} not connected: ${reason}`);
+      this.lastConnectFailure = reason;
+    }
     if (this.state === 'connecting' && this.everConnected) this.setState('degraded', reason);
     else this.stateReason = reason;
     this.scheduleReconnect();
