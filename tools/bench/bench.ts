@@ -14,7 +14,7 @@ import { blockmirrorPairTarget, qemuMirrorTarget } from './mirrored-targets';
 import { NamespacePair, removeStaleNamespaces } from './namespace-pair';
 import { renderMarkdown } from './report-markdown';
 import { BenchReport, CaseResult, TargetSummary } from './results';
-import { quoteForShell } from './run-command';
+import { killActiveCommands, quoteForShell } from './run-command';
 import { blockmirrorSingleTarget, nbdkitTarget, qemuNbdTarget } from './single-targets';
 import { BenchTarget, Matrix } from './target-types';
 
@@ -140,8 +140,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const cleanup = new CleanupRegistry();
-  cleanup.installProcessHandlers(log);
+  cleanup.installProcessHandlers(log, killActiveCommands);
   const workDir = fs.mkdtempSync(path.join(options.workParent ?? os.tmpdir(), 'bmbench-'));
+  if (!options.keepWorkDir) {
+    // Registered first, so it runs last: after every server that writes into the directory has stopped.
+    const remove = (): void => fs.rmSync(workDir, { recursive: true, force: true });
+    cleanup.add({ description: `remove ${workDir}`, run: async () => remove(), runSync: remove });
+  }
   log(`work directory ${workDir}; runtime ${options.runtimeSec} s, ramp ${options.rampSec} s`);
   try {
     const report = await runBenchmark(options, argv, workDir, cleanup);
@@ -157,7 +162,6 @@ export async function main(argv: readonly string[]): Promise<number> {
   } finally {
     await cleanup.runAll(log);
     if (options.keepWorkDir) log(`kept ${workDir}`);
-    else fs.rmSync(workDir, { recursive: true, force: true });
   }
 }
 

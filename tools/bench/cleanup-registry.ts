@@ -47,13 +47,18 @@ export class CleanupRegistry {
   }
 
   // Installs signal and exit handlers so an interrupted run still tears everything down.
-  installProcessHandlers(log: (line: string) => void): void {
+  // `beforeCleanup` runs first on a signal (e.g. to kill short-lived helpers that are not registered steps).
+  installProcessHandlers(log: (line: string) => void, beforeCleanup: () => void = () => undefined): void {
     const onSignal = (signal: NodeJS.Signals): void => {
       log(`received ${signal}, cleaning up`);
+      beforeCleanup();
       void this.runAll(log).finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
-    process.once('exit', () => this.runAllSync());
+    process.once('exit', () => {
+      beforeCleanup();
+      this.runAllSync();
+    });
   }
 }

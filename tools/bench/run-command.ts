@@ -1,5 +1,13 @@
 // Runs a short-lived command to completion and captures its output.
-import { spawn } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
+
+/** Short-lived children still running, so an interrupted benchmark can stop them too. */
+const activeChildren = new Set<ChildProcess>();
+
+// SIGKILLs every short-lived command still running (fio, cmp, nbdinfo, ...); used on SIGINT/SIGTERM.
+export function killActiveCommands(): void {
+  for (const child of activeChildren) child.kill('SIGKILL');
+}
 
 /** Upper bound for a helper command that should finish quickly (version probes, ip, cmp). */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 60_000;
@@ -22,6 +30,7 @@ export function runCommand(command: string, args: readonly string[], options: Co
   const timeoutMs = options.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
   return new Promise((resolve) => {
     const child = spawn(command, args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    activeChildren.add(child);
     const stdoutChunks: Buffer[] = [];
     const stderrChunks: Buffer[] = [];
     let timedOut = false;
@@ -33,10 +42,12 @@ export function runCommand(command: string, args: readonly string[], options: Co
     child.stderr.on('data', (chunk: Buffer) => stderrChunks.push(chunk));
     child.on('error', (error: Error) => {
       clearTimeout(timer);
+      activeChildren.delete(child);
       resolve({ exitCode: null, signal: null, stdout: '', stderr: error.message, timedOut: false });
     });
     child.on('close', (exitCode, signal) => {
       clearTimeout(timer);
+      activeChildren.delete(child);
       resolve({
         exitCode,
         signal,

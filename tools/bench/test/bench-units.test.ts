@@ -4,6 +4,7 @@ import { parseOptions } from '../cli-options';
 import { findJob } from '../fio-jobs';
 import { JobMetrics, parseFioJson } from '../fio-result';
 import { evaluateGoals } from '../goals';
+import { receivedBitsPerSecond } from '../iperf';
 import { combineRepetitions } from '../matrix-runner';
 import { renderMarkdown } from '../report-markdown';
 import { BenchReport, CaseResult } from '../results';
@@ -74,6 +75,14 @@ describe('bench: goals', () => {
 
   it('only evaluates the matrices that ran', () => {
     assert.ok(evaluateGoals([], ['single']).every((goal) => goal.matrix === 'single'));
+  });
+});
+
+describe('bench: iperf3 JSON', () => {
+  it('reads receiver throughput and surfaces iperf3 errors it reports with exit 0', () => {
+    assert.equal(receivedBitsPerSecond(JSON.stringify({ end: { sum_received: { bits_per_second: 4.5e9 } } }), ''), 4.5e9);
+    assert.throws(() => receivedBitsPerSecond(JSON.stringify({ end: {}, error: 'unable to connect to server: Connection refused' }), ''), /Connection refused/);
+    assert.throws(() => receivedBitsPerSecond('garbage', 'boom'), /no JSON: boom/);
   });
 });
 
