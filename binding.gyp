@@ -12,7 +12,8 @@
         "native/errors.cc",
         "native/js_args.cc",
         "native/js_wakeup.cc",
-        "native/logger.cc"
+        "native/logger.cc",
+        "native/thread_signals.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],

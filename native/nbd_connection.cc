@@ -14,6 +14,7 @@
 
 #include "errors.h"
 #include "js_args.h"
+#include "thread_signals.h"
 
 namespace blockmirror {
 
@@ -75,6 +76,7 @@ void NbdConnection::Log(LogLevel level, const std::string& message) {
 // ---- reader thread ----
 
 void NbdConnection::ReaderMain() {
+  BlockAsyncSignalsInThisThread();
   while (!stop_.load()) {
     if (!ReadOneRequest()) return;
   }
@@ -335,6 +337,7 @@ NbdConnection::SendStatus NbdConnection::SendQueuedLocked() {
 // ---- writer thread: finishes replies the nonblocking direct send could not ----
 
 void NbdConnection::WriterMain() {
+  BlockAsyncSignalsInThisThread();
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     writerWanted_.wait(lock, [this] { return stop_.load() || !replies_.empty(); });

@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "js_args.h"
 #include "kernel_abi.h"
+#include "thread_signals.h"
 
 namespace blockmirror {
 
@@ -95,6 +96,7 @@ bool NbdDevice::Attach(Napi::Env env, Napi::Function onExit, int* errnum, std::s
 }
 
 void NbdDevice::DoItMain() {
+  BlockAsyncSignalsInThisThread();
   // Blocks until the kernel disconnects: NBD_DISCONNECT/CLEAR_SOCK, socket closed, or timeout.
   int rc = ioctl(deviceFd_, nbd::kIoctlDoIt);
   int errnum = rc == 0 ? 0 : errno;

@@ -13,6 +13,7 @@
 
 #include "errors.h"
 #include "js_args.h"
+#include "thread_signals.h"
 
 namespace blockmirror {
 
@@ -166,6 +167,7 @@ bool Store::Submit(Napi::Env env, StoreOp op, uint32_t id, Napi::Value buf, uint
 }
 
 void Store::WorkerMain() {
+  BlockAsyncSignalsInThisThread();
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     changed_.wait(lock, [this] { return !queue_.empty() || stopping_; });
