@@ -485,7 +485,10 @@ namespace {
 
 class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
  public:
-  explicit ConnectionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ConnectionWrap>(info) {}
+  explicit ConnectionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ConnectionWrap>(info) {
+    // Only native code constructs these (it passes a token); JS `new` would leave core unset.
+    if (info.Length() != 1 || !info[0].IsExternal()) ThrowArgError(info.Env(), "not constructible from JavaScript");
+  }
   std::shared_ptr<NbdConnection> core;
 
   Napi::Value Complete(const Napi::CallbackInfo& info) {
@@ -568,7 +571,7 @@ Napi::Value OpenConnection(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   state.registry->Add(core);
-  Napi::Object object = state.connectionClass.New(std::vector<napi_value>{});
+  Napi::Object object = state.connectionClass.New({Napi::External<void>::New(env, nullptr)});
   ConnectionWrap::Unwrap(object)->core = core;
   return object;
 }

@@ -147,7 +147,10 @@ namespace {
 
 class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
  public:
-  explicit DeviceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceWrap>(info) {}
+  explicit DeviceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceWrap>(info) {
+    // Only native code constructs these (it passes a token); JS `new` would leave core unset.
+    if (info.Length() != 1 || !info[0].IsExternal()) ThrowArgError(info.Env(), "not constructible from JavaScript");
+  }
   std::shared_ptr<NbdDevice> core;
 
   Napi::Value Detach(const Napi::CallbackInfo& info) {
@@ -201,7 +204,7 @@ Napi::Value AttachNbdDevice(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   state.registry->Add(core);
-  Napi::Object object = state.deviceClass.New(std::vector<napi_value>{});
+  Napi::Object object = state.deviceClass.New({Napi::External<void>::New(env, nullptr)});
   DeviceWrap::Unwrap(object)->core = core;
   object.DefineProperty(Napi::PropertyDescriptor::Value("fd", Napi::Number::New(env, core->userFd()), napi_enumerable));
   return object;

@@ -249,7 +249,10 @@ bool IsOffset(Napi::Value v) { return IsIntegerInRange(v, 0, kJsSafeIntegerMax);
 
 class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
  public:
-  explicit StoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StoreWrap>(info) {}
+  explicit StoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StoreWrap>(info) {
+    // Only native code constructs these (it passes a token); JS `new` would leave core unset.
+    if (info.Length() != 1 || !info[0].IsExternal()) ThrowArgError(info.Env(), "not constructible from JavaScript");
+  }
   ~StoreWrap() override {
     if (core) core->Close();  // garbage-collected without close(): do not leak the fd
   }
@@ -441,7 +444,7 @@ Napi::Value OpenStore(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   state.registry->Add(core);
-  Napi::Object object = state.storeClass.New(std::vector<napi_value>{});
+  Napi::Object object = state.storeClass.New({Napi::External<void>::New(env, nullptr)});
   StoreWrap::Unwrap(object)->core = core;
   object.DefineProperty(Napi::PropertyDescriptor::Value("fd", Napi::Number::New(env, fd), napi_enumerable));
   return object;
