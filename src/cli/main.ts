@@ -1,5 +1,6 @@
 /** The `blockmirror` command: one function per subcommand, exact usage errors, exit codes 0/1/2. */
 import * as fs from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { flag, optionalString, parseHostPort, parseOptions, requireString, UsageError, type OptionSpec, type ParsedOptions } from './args';
 import { parseSizeBytes } from '../util/size';
@@ -13,8 +14,9 @@ import { setLogLevel } from '../util/log';
 const USAGE = `usage: blockmirror COMMAND [options]
 
 commands:
-  up [--state DIR] [--size BYTES]          set up and run a node on a sparse file in DIR (default ./state),
-                                           exported on DIR/nbd.sock, and print how to reach it
+  up [--state DIR] [--size BYTES] [--port N]
+                                           set up and run a local mirrored pair on sparse files in DIR
+                                           (default ./state), exported on DIR/nbd.sock; prints how to reach it
   serve --store PATH [--size BYTES] --nbd-socket PATH [--nbd-listen HOST:PORT] [--control PATH]
         [--direct] [--export-name NAME]   one node, exported over NBD
   attach --store PATH [--size BYTES] --device /dev/nbdN [--control PATH] [--direct]
@@ -201,45 +203,79 @@ function formatStatus(doc: Record<string, unknown>, prefix = ''): string {
   return out;
 }
 
-/** Main job on defaults: a node on a sparse file in a state folder, exported on a unix socket. */
+/** Main job on defaults: a local mirrored pair on sparse files in a state folder, exported over NBD. */
 async function up(args: string[]): Promise<number | undefined> {
-  const options = parseOptions(args, { state: 'string', size: 'string', verbose: 'boolean' });
+  const options = parseOptions(args, { state: 'string', size: 'string', port: 'string', verbose: 'boolean' });
   if (flag(options, 'verbose')) setLogLevel('debug');
   const stateDir = path.resolve(optionalString(options, 'state') ?? 'state');
-  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const storePath = path.join(stateDir, 'store.img');
+  const port = positiveInteger(optionalString(options, 'port') ?? '17789', 'port');
+  fs.mkdirSync(path.join(stateDir, 'primary'), { recursive: true, mode: 0o700 });
+  fs.mkdirSync(path.join(stateDir, 'secondary'), { recursive: true, mode: 0o700 });
+  const primaryStore = path.join(stateDir, 'primary', 'store.img');
+  const secondaryStore = path.join(stateDir, 'secondary', 'store.img');
   const socketPath = path.join(stateDir, 'nbd.sock');
-  const controlPath = path.join(stateDir, 'node.ctl');
   const sizeText = optionalString(options, 'size');
-  const sizeBytes = fs.existsSync(storePath) ? (sizeText === undefined ? undefined : sizeOption(sizeText)) : sizeOption(sizeText ?? '1G');
+  const sizeBytes = fs.existsSync(primaryStore) ? (sizeText === undefined ? undefined : sizeOption(sizeText)) : sizeOption(sizeText ?? '1G');
+  const cli = path.resolve(__dirname, '../../../bin/blockmirror');
+  const secondaryArgs = ['secondary', '--store', secondaryStore, '--listen', `127.0.0.1:${port}`];
+  if (!fs.existsSync(secondaryStore)) secondaryArgs.push('--size', String(sizeBytes ?? fs.statSync(primaryStore).size));
+  const secondary = spawn(process.execPath, [cli, ...secondaryArgs], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const secondaryExited = new Promise<void>((resolve) => secondary.once('exit', () => resolve()));
+  await waitForControlSocket(`${secondaryStore}.ctl`, secondary);
   const runtime = new NodeRuntime({
-    role: 'standalone',
-    storePath,
+    role: 'primary',
+    storePath: primaryStore,
     sizeBytes,
     direct: false,
-    controlPath,
+    controlPath: `${primaryStore}.ctl`,
     nbdSocketPath: socketPath,
     nbdTcp: undefined,
     devicePath: undefined,
     exportName: '',
+    mirror: { peerHost: '127.0.0.1', peerPort: port, mode: 'sync', inlineThresholdBytes: INLINE_THRESHOLD_DEFAULT_BYTES, asyncWindowBytes: 64 * 1024 * 1024, regionBytes: 64 * 1024 },
   });
-  runtime.installSignalHandlers();
+  const stop = (signal: string): void => {
+    runtime.log.info(`${signal} received: stopping the pair`);
+    runtime
+      .shutdown()
+      .then(() => {
+        secondary.kill('SIGTERM');
+        return secondaryExited;
+      })
+      .then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   await runtime.start();
   const uri = `nbd+unix:///?socket=${socketPath}`;
   process.stdout.write(
     [
-      `blockmirror node running: store ${storePath} (${runtime.store.sizeBytes} bytes, sparse)`,
+      `blockmirror pair running: primary ${primaryStore}, secondary ${secondaryStore} (127.0.0.1:${port}), ${runtime.store.sizeBytes} bytes, sparse`,
       `  NBD export:   ${uri}`,
       `  inspect:      nbdinfo '${uri}'`,
       `  benchmark:    fio --name=t --ioengine=nbd --uri='${uri}' --rw=randwrite --bs=4k --iodepth=32 --runtime=10 --time_based --size=256M`,
       `  block device: mkdir -p ${stateDir}/fuse && nbdfuse ${stateDir}/fuse/nbd --unix ${socketPath} &`,
       `                losetup -f --show ${stateDir}/fuse/nbd   # then mkfs.ext4 / mount the loop device`,
-      `  status:       node ${path.resolve(__dirname, '../../../bin/blockmirror')} status --control ${controlPath} --json`,
+      `  status:       node ${cli} status --control ${primaryStore}.ctl --json   (secondary: ${secondaryStore}.ctl)`,
       `  stop:         Ctrl-C (or SIGTERM)`,
       '',
     ].join('\n'),
   );
   return undefined;
+}
+
+/** Wait until a child node answers on its control socket. */
+async function waitForControlSocket(controlPath: string, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`the secondary exited with code ${child.exitCode}`);
+    try {
+      await sendControlRequest(controlPath, { command: 'status' }, 1000);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error('the secondary did not become ready');
 }
 
 /** A --size value; a malformed one is a usage error. */
