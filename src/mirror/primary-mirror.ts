@@ -121,6 +121,16 @@ export class PrimaryMirror implements Replicator {
     this.ackTimer.unref();
   }
 
+  /**
+   * Resolve once every write sent to the peer is acknowledged (or the link is gone): a clean
+   * shutdown in async mode must not drop writes the client was already answered for.
+   */
+  async drain(): Promise<void> {
+    while (this.pending.size > 0 && this.link !== undefined && this.link.isOpen) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
   /** Stop reconnecting and close the link (shutdown). Pending requests settle as degraded. */
   stop(): void {
     this.stopped = true;

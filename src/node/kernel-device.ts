@@ -2,6 +2,7 @@
  * Kernel front end: attach /dev/nbdN to a socketpair whose other end runs the same native
  * transmission phase as NBD clients; requests go to the same controller.
  */
+import * as fs from 'node:fs';
 import { loadNative, type NativeNbdConnection, type NativeNbdDevice } from '../native';
 import type { Controller, RequestSource } from '../controller';
 import type { BufferPool } from '../buffer-pool';
@@ -53,6 +54,7 @@ export class KernelDevice implements RequestSource {
       (batch) => this.controller.handleBatch(this, batch),
       (end) => this.log.info(`${this.devicePath}: transmission ended (${end.reason}${end.message ? `: ${end.message}` : ''})`),
     );
+    fs.closeSync(this.device.fd); // the connection holds its own dup of our socketpair end
     this.log.info(`${this.devicePath}: attached (${this.controller.sizeBytes} bytes)`);
   }
 

@@ -209,6 +209,7 @@ export class NodeRuntime {
     await this.kernelDevice?.detach();
     await this.nbdServer?.close();
     await this.controller.whenIdle();
+    await this.primaryMirror?.drain();
     this.primaryMirror?.stop();
     await this.secondaryReplica?.close();
     const flushed = await this.store.flush();
