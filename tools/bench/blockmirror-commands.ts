@@ -22,16 +22,35 @@ export function serveCommand(storePath: string, sizeBytes: number, socketPath: s
 }
 
 // blockmirror secondary (namespace B): keep a replica and accept the primary's replication stream.
-export function secondaryCommand(storePath: string, sizeBytes: number, listenAddress: string): string[] {
-  return [process.execPath, BLOCKMIRROR_BIN, 'secondary', '--store', storePath, '--size', sizeFlag(sizeBytes), '--listen', `${listenAddress}:${REPLICATION_PORT}`];
+export function secondaryCommand(storePath: string, sizeBytes: number, listenAddress: string, controlPath: string): string[] {
+  return [
+    process.execPath, BLOCKMIRROR_BIN, 'secondary', '--store', storePath, '--size', sizeFlag(sizeBytes),
+    '--listen', `${listenAddress}:${REPLICATION_PORT}`, '--control', controlPath,
+  ];
 }
 
 // blockmirror primary (namespace A): serve NBD on a unix socket and mirror every write to the secondary.
-export function primaryCommand(storePath: string, sizeBytes: number, socketPath: string, peerAddress: string): string[] {
+export function primaryCommand(storePath: string, sizeBytes: number, socketPath: string, peerAddress: string, controlPath: string): string[] {
   return [
     process.execPath, BLOCKMIRROR_BIN, 'primary', '--store', storePath, '--size', sizeFlag(sizeBytes),
-    '--nbd-socket', socketPath, '--peer', `${peerAddress}:${REPLICATION_PORT}`,
+    '--nbd-socket', socketPath, '--peer', `${peerAddress}:${REPLICATION_PORT}`, '--control', controlPath,
   ];
+}
+
+/** The part of `blockmirror status --json` the benchmark relies on for a primary. */
+export interface PrimaryStatus {
+  peer?: { state?: string; outOfSyncBytes?: number };
+  mirror?: { mode?: string; degradedWrites?: number; disconnects?: number };
+}
+
+/** A status query over the control socket should answer quickly. */
+const STATUS_TIMEOUT_MS = 10_000;
+
+// Reads a running node's status through its control socket.
+export async function readStatus(controlPath: string): Promise<PrimaryStatus> {
+  const result = await runCommand(process.execPath, [BLOCKMIRROR_BIN, 'status', '--control', controlPath, '--json'], { timeoutMs: STATUS_TIMEOUT_MS });
+  if (result.exitCode !== 0) throw new Error(`blockmirror status failed (${describeExit(result)}): ${firstLines(result.stderr || result.stdout)}`);
+  return JSON.parse(result.stdout) as PrimaryStatus;
 }
 
 // A subcommand counts as present when `blockmirror --help` lists it; otherwise the reason is returned.

@@ -1,7 +1,7 @@
 // Mirrored targets: blockmirror primary/secondary, and QEMU's active mirror (qemu-storage-daemon
 // blockdev-mirror copy-mode=write-blocking) to an NBD target, both across the veth between namespaces.
 import * as path from 'node:path';
-import { primaryCommand, secondaryCommand, subcommandUnavailableReason } from './blockmirror-commands';
+import { primaryCommand, readStatus, secondaryCommand, subcommandUnavailableReason } from './blockmirror-commands';
 import { nbdUnixUri } from './fio-runner';
 import { ADDRESS_B, NamespacePair } from './namespace-pair';
 import { QmpClient } from './qmp-client';
@@ -121,27 +121,55 @@ async function startQemuMirror(context: TargetContext): Promise<RunningTarget> {
   }
 }
 
-// Brings up the blockmirror secondary in B and the primary in A, then waits for the primary's NBD export.
+/** A fresh pair has nothing to resync, but the primary must first reach the secondary. */
+const PAIR_IN_SYNC_TIMEOUT_MS = 60_000;
+
+// Waits until the primary reports its peer connected with nothing out of sync: the state being measured.
+async function waitForPairInSync(controlPath: string, primary: ServerProcess): Promise<void> {
+  await retryUntil(async () => {
+    if (primary.hasExited) throw new Error(primary.describeExit());
+    const status = await readStatus(controlPath);
+    if (status.mirror?.mode !== 'sync') throw new Error(`primary mirrors in ${String(status.mirror?.mode)} mode, the benchmark measures sync`);
+    if (status.peer?.state !== 'connected' || status.peer.outOfSyncBytes !== 0) {
+      throw new Error(`peer state ${String(status.peer?.state)}, out of sync ${String(status.peer?.outOfSyncBytes)} bytes`);
+    }
+  }, PAIR_IN_SYNC_TIMEOUT_MS, 'primary connected and in sync with the secondary');
+}
+
+// After the measurement the pair must still be mirroring, with no write taken in degraded mode.
+async function checkPairStillMirroring(controlPath: string, servers: readonly ServerProcess[]): Promise<void> {
+  for (const server of servers) if (server.hasExited) throw new Error(server.describeExit());
+  const status = await readStatus(controlPath);
+  const degraded = status.mirror?.degradedWrites ?? 0;
+  if (status.peer?.state !== 'connected' || degraded > 0 || (status.peer.outOfSyncBytes ?? 0) > 0) {
+    throw new Error(
+      `mirror not intact after the measurement: peer ${String(status.peer?.state)}, ${degraded} degraded writes, ` +
+        `${String(status.peer?.outOfSyncBytes)} bytes out of sync`,
+    );
+  }
+}
+
+// Brings up the secondary in B and the primary in A (each creating its own sparse store), then waits until they are in sync.
 async function startBlockmirrorPair(context: TargetContext): Promise<RunningTarget> {
   const namespaces = requireNamespaces(context);
   const primaryStore = path.join(context.caseDir, 'primary.img');
   const secondaryStore = path.join(context.caseDir, 'secondary.img');
+  const primaryControl = path.join(context.caseDir, 'primary.ctl');
   const socketPath = path.join(context.caseDir, 'nbd.sock');
-  createSparseFile(primaryStore, context.sizeBytes);
-  createSparseFile(secondaryStore, context.sizeBytes);
   const servers: ServerProcess[] = [];
   try {
-    const secondary = startInNamespace(context, namespaces, 'b', 'blockmirror-secondary', secondaryCommand(secondaryStore, context.sizeBytes, ADDRESS_B));
+    const secondary = startInNamespace(context, namespaces, 'b', 'blockmirror-secondary',
+      secondaryCommand(secondaryStore, context.sizeBytes, ADDRESS_B, path.join(context.caseDir, 'secondary.ctl')));
     servers.push(secondary);
-    const primary = startInNamespace(context, namespaces, 'a', 'blockmirror-primary', primaryCommand(primaryStore, context.sizeBytes, socketPath, ADDRESS_B));
+    const primary = startInNamespace(context, namespaces, 'a', 'blockmirror-primary',
+      primaryCommand(primaryStore, context.sizeBytes, socketPath, ADDRESS_B, primaryControl));
     servers.push(primary);
     const uri = nbdUnixUri(socketPath);
     await waitForNbdExport(uri, primary);
+    await waitForPairInSync(primaryControl, primary);
     return {
       uri,
-      checkStillValid: async () => {
-        for (const server of servers) if (server.hasExited) throw new Error(server.describeExit());
-      },
+      checkStillValid: () => checkPairStillMirroring(primaryControl, servers),
       stop: () => stopAll(servers),
       replicaFiles: [primaryStore, secondaryStore],
     };
@@ -173,7 +201,9 @@ export const blockmirrorPairTarget: BenchTarget = {
   isBlockmirror: true,
   settings:
     'node bin/blockmirror secondary --store FILE --size 1G --listen 10.213.0.2:PORT in namespace B; ' +
-    'node bin/blockmirror primary --store FILE --size 1G --nbd-socket SOCK --peer 10.213.0.2:PORT in namespace A (defaults).',
+    'node bin/blockmirror primary --store FILE --size 1G --nbd-socket SOCK --peer 10.213.0.2:PORT in namespace A ' +
+    '(defaults, i.e. --mode sync; each node creates its own sparse store). Measured once `blockmirror status` shows the peer ' +
+    'connected with 0 bytes out of sync; afterwards the peer must still be connected with no degraded writes.',
   unavailableReason: async () => (await subcommandUnavailableReason('primary')) ?? (await subcommandUnavailableReason('secondary')),
   start: startBlockmirrorPair,
 };

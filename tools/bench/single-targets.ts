@@ -33,10 +33,11 @@ async function startFileServer(
   context: TargetContext,
   name: string,
   commandFor: (filePath: string, socketPath: string) => string[],
+  storeCreation: 'pre-create' | 'server-creates',
 ): Promise<RunningTarget> {
   const filePath = path.join(context.caseDir, 'disk.img');
   const socketPath = path.join(context.caseDir, 'nbd.sock');
-  createSparseFile(filePath, context.sizeBytes);
+  if (storeCreation === 'pre-create') createSparseFile(filePath, context.sizeBytes);
   const [command, ...args] = commandFor(filePath, socketPath);
   const server = ServerProcess.start(name, command as string, args, path.join(context.caseDir, `${name}.log`), context.cleanup);
   const uri = nbdUnixUri(socketPath);
@@ -67,7 +68,7 @@ export const nbdkitTarget: BenchTarget = {
   start: (context) =>
     startFileServer(context, 'nbdkit', (filePath, socketPath) => [
       'nbdkit', '--unix', socketPath, '--foreground', '--exit-with-parent', 'file', filePath,
-    ]),
+    ], 'pre-create'),
 };
 
 export const qemuNbdTarget: BenchTarget = {
@@ -85,7 +86,7 @@ export const qemuNbdTarget: BenchTarget = {
     startFileServer(context, 'qemu-nbd', (filePath, socketPath) => [
       'qemu-nbd', '--socket', socketPath, '--format', 'raw', '--cache=writeback', '--aio=threads', '--discard=ignore',
       '--detect-zeroes=off', '--persistent', '--shared=8', filePath,
-    ]),
+    ], 'pre-create'),
 };
 
 export const blockmirrorSingleTarget: BenchTarget = {
@@ -93,7 +94,9 @@ export const blockmirrorSingleTarget: BenchTarget = {
   matrix: 'single',
   title: 'blockmirror serve',
   isBlockmirror: true,
-  settings: 'node bin/blockmirror serve --store FILE --size 1G --nbd-socket SOCK (defaults).',
+  settings: 'node bin/blockmirror serve --store FILE --size 1G --nbd-socket SOCK (defaults; blockmirror creates the sparse store itself).',
   unavailableReason: async (probe) => (await subcommandUnavailableReason('serve')) ?? (await probeStartReason(blockmirrorSingleTarget, probe)),
-  start: (context) => startFileServer(context, 'blockmirror', (filePath, socketPath) => serveCommand(filePath, context.sizeBytes, socketPath)),
+  // blockmirror creates its own sparse store, so it knows the store starts out all zeroes.
+  start: (context) =>
+    startFileServer(context, 'blockmirror', (filePath, socketPath) => serveCommand(filePath, context.sizeBytes, socketPath), 'server-creates'),
 };
