@@ -3,7 +3,7 @@
 set -uo pipefail
 guest_dir=$(dirname "${BASH_SOURCE[0]}")
 failed=0
-for test_script in nbd-ext4.sh nbd-kill.sh; do
+for test_script in nbd-ext4.sh nbd-kill.sh nbd-mirror.sh; do
   bash "$guest_dir/$test_script" || failed=1
 done
 exit "$failed"
