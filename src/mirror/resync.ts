@@ -1,0 +1,223 @@
+/**
+ * Background resynchronisation, source side: walks the out-of-sync regions and sends each one to
+ * the peer (all-zero regions as WRITE_ZEROES, others as data, or, in checksum mode, data only when
+ * the peer's hash differs), a bounded number at a time, within a rate limit, ordered against
+ * application writes to the same region by the controller's RangeGate. A region's bit is cleared
+ * only once the peer acknowledged it.
+ */
+import { StoreOp } from '../native';
+import type { LocalStore } from '../store/local-store';
+import type { RangeGate } from '../range-gate';
+import type { DirtyRegions } from './dirty-regions';
+import { crc32c } from '../wire';
+import type { Logger } from '../util/log';
+
+/** How the engine reaches the peer; each callback's `done` gets true once the peer acknowledged. */
+export interface ResyncTransport {
+  sendData(offsetBytes: number, data: Buffer, done: (ok: boolean) => void): void;
+  sendZeroes(offsetBytes: number, lengthBytes: number, done: (ok: boolean) => void): void;
+  /** CRC32C of the peer's bytes in the range, or undefined if the peer could not read it. */
+  peerHash(offsetBytes: number, lengthBytes: number, done: (crc: number | undefined) => void): void;
+  isOpen(): boolean;
+}
+
+export interface ResyncOptions {
+  /** Regions in flight at once. */
+  windowRegions: number;
+  /** Bytes per second of region data read and sent; 0 = unlimited. */
+  rateBytesPerSecond: number;
+  /** Send a region's hash first and its data only if the peer's differs. */
+  checksum: boolean;
+  /** Persist the bitmap (cleared bits) at most this often. */
+  persistIntervalMs: number;
+}
+
+export interface ResyncProgress {
+  active: boolean;
+  checksum: boolean;
+  bytesTotal: number;
+  bytesDone: number;
+  /** Bytes of region data actually sent (zero regions and equal checksums send none). */
+  bytesSent: number;
+  regionsZero: number;
+  regionsSkippedEqual: number;
+  bytesPerSecond: number;
+  percent: number;
+  etaSeconds: number | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export class ResyncEngine {
+  private progress: ResyncProgress = emptyProgress(false);
+  private startedMs = 0;
+  private running = false;
+  private stopRequested = false;
+
+  constructor(
+    private readonly store: LocalStore,
+    private readonly gate: RangeGate,
+    private readonly dirty: DirtyRegions,
+    private readonly options: ResyncOptions,
+    private readonly persistBitmap: () => Promise<void>,
+    private readonly log: Logger,
+  ) {}
+
+  get active(): boolean {
+    return this.running;
+  }
+
+  status(): ResyncProgress {
+    const p = { ...this.progress };
+    if (this.running) {
+      const seconds = (Date.now() - this.startedMs) / 1000;
+      p.bytesPerSecond = seconds > 0 ? Math.round(p.bytesDone / seconds) : 0;
+      p.percent = p.bytesTotal > 0 ? Math.min(100, (100 * p.bytesDone) / p.bytesTotal) : 100;
+      p.etaSeconds = p.bytesPerSecond > 0 ? Math.ceil((p.bytesTotal - p.bytesDone) / p.bytesPerSecond) : null;
+    }
+    return p;
+  }
+
+  /** Ask a running resync to stop after the regions in flight (link lost, shutdown). */
+  stop(): void {
+    this.stopRequested = true;
+  }
+
+  /** Resync every dirty region; resolves true if all were acknowledged (the peer is now in sync). */
+  async run(transport: ResyncTransport): Promise<boolean> {
+    if (this.running) throw new Error('resync already running');
+    this.running = true;
+    this.stopRequested = false;
+    this.startedMs = Date.now();
+    this.progress = emptyProgress(true);
+    this.progress.checksum = this.options.checksum;
+    this.progress.bytesTotal = this.dirty.dirtyBytes;
+    this.progress.startedAt = new Date().toISOString();
+    this.log.info(`resync started: ${this.progress.bytesTotal} bytes in ${this.dirty.count} regions${this.options.checksum ? ' (checksum mode)' : ''}`);
+    let inFlight = 0;
+    let failed = false;
+    let wake: (() => void) | undefined;
+    let lastPersistMs = Date.now();
+    const buffers: Buffer[] = [];
+    for (let i = 0; i < this.options.windowRegions; i++) buffers.push(Buffer.alloc(this.dirty.regionBytes));
+    let tokens = 0;
+    let tokensAtMs = Date.now();
+    try {
+      for (let region = this.dirty.nextDirty(0); region >= 0 && !failed; region = this.dirty.nextDirty(region + 1)) {
+        while (inFlight >= this.options.windowRegions && !failed) await new Promise<void>((r) => (wake = r));
+        if (failed || this.stopRequested || !transport.isOpen()) {
+          failed = true;
+          break;
+        }
+        const { offsetBytes, lengthBytes } = this.dirty.regionRange(region);
+        if (this.options.rateBytesPerSecond > 0) {
+          for (;;) {
+            const now = Date.now();
+            tokens = Math.min(this.options.rateBytesPerSecond, tokens + ((now - tokensAtMs) * this.options.rateBytesPerSecond) / 1000);
+            tokensAtMs = now;
+            if (tokens >= lengthBytes || tokens >= this.options.rateBytesPerSecond) break;
+            await new Promise((r) => setTimeout(r, Math.ceil(((lengthBytes - tokens) * 1000) / this.options.rateBytesPerSecond)));
+          }
+          tokens -= lengthBytes;
+        }
+        const buffer = buffers.pop()!;
+        inFlight += 1;
+        const thisRegion = region;
+        this.resyncRegion(transport, thisRegion, offsetBytes, lengthBytes, buffer, (ok) => {
+          inFlight -= 1;
+          buffers.push(buffer);
+          if (ok) {
+            this.dirty.clear(thisRegion);
+            this.progress.bytesDone += lengthBytes;
+          } else {
+            failed = true;
+          }
+          if (Date.now() - lastPersistMs > this.options.persistIntervalMs) {
+            lastPersistMs = Date.now();
+            void this.persistBitmap().catch((e: Error) => this.log.error(`persisting the resync bitmap failed: ${e.message}`));
+          }
+          const w = wake;
+          wake = undefined;
+          w?.();
+        });
+      }
+      while (inFlight > 0) await new Promise<void>((r) => (wake = r));
+      await this.persistBitmap();
+    } finally {
+      this.running = false;
+      this.progress.active = false;
+      this.progress.finishedAt = new Date().toISOString();
+    }
+    const complete = !failed && this.dirty.count === 0;
+    const seconds = (Date.now() - this.startedMs) / 1000;
+    this.progress.bytesPerSecond = seconds > 0 ? Math.round(this.progress.bytesDone / seconds) : 0;
+    this.progress.percent = complete ? 100 : this.progress.bytesTotal > 0 ? (100 * this.progress.bytesDone) / this.progress.bytesTotal : 0;
+    this.log.info(`resync ${complete ? 'finished' : 'interrupted'}: ${this.progress.bytesDone} of ${this.progress.bytesTotal} bytes, ${this.progress.bytesSent} sent, ${seconds.toFixed(1)} s`);
+    return complete;
+  }
+
+  /** One region under the write gate: read it, then send zeroes, nothing (equal hash) or data. */
+  private resyncRegion(transport: ResyncTransport, region: number, offsetBytes: number, lengthBytes: number, buffer: Buffer, done: (ok: boolean) => void): void {
+    this.gate.enter(offsetBytes, lengthBytes, (release) => {
+      const finish = (ok: boolean): void => {
+        release();
+        done(ok);
+      };
+      const data = buffer.subarray(0, lengthBytes);
+      this.store.submit(StoreOp.Read, data, offsetBytes, lengthBytes, false, (result) => {
+        if (result !== 0) {
+          this.log.error(`resync: reading region ${region} failed (errno ${-result})`);
+          finish(false);
+          return;
+        }
+        const send = (): void => {
+          if (isAllZero(data) && offsetBytes % 512 === 0 && lengthBytes % 512 === 0) {
+            this.progress.regionsZero += 1;
+            transport.sendZeroes(offsetBytes, lengthBytes, finish);
+          } else {
+            this.progress.bytesSent += lengthBytes;
+            transport.sendData(offsetBytes, data, finish);
+          }
+        };
+        if (!this.options.checksum) {
+          send();
+          return;
+        }
+        const local = crc32c(data);
+        transport.peerHash(offsetBytes, lengthBytes, (peer) => {
+          if (peer === local) {
+            this.progress.regionsSkippedEqual += 1;
+            finish(true);
+          } else {
+            send();
+          }
+        });
+      });
+    });
+  }
+}
+
+function emptyProgress(active: boolean): ResyncProgress {
+  return {
+    active,
+    checksum: false,
+    bytesTotal: 0,
+    bytesDone: 0,
+    bytesSent: 0,
+    regionsZero: 0,
+    regionsSkippedEqual: 0,
+    bytesPerSecond: 0,
+    percent: active ? 0 : 100,
+    etaSeconds: null,
+    startedAt: null,
+    finishedAt: null,
+  };
+}
+
+let zeroes: Buffer = Buffer.alloc(0);
+
+/** True if every byte is zero: one memcmp against a shared zero buffer. */
+export function isAllZero(buf: Buffer): boolean {
+  if (zeroes.length < buf.length) zeroes = Buffer.alloc(buf.length);
+  return buf.equals(zeroes.subarray(0, buf.length));
+}
