@@ -132,6 +132,15 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], work
   };
 }
 
+// Re-renders the markdown of an earlier run from its JSON; the figures and the reproduce command are the original run's.
+function renderSavedReport(jsonPath: string, outPath: string): number {
+  const saved = JSON.parse(fs.readFileSync(jsonPath, 'utf8')) as BenchReport;
+  const report: BenchReport = { ...saved, goals: evaluateGoals(saved.results, saved.settings.matrices) };
+  fs.writeFileSync(outPath, renderMarkdown(report));
+  log(`rendered ${outPath} from ${jsonPath}`);
+  return 0;
+}
+
 // Parses flags, runs, writes the report, and always tears down what it started.
 export async function main(argv: readonly string[]): Promise<number> {
   const options = parseOptions(argv);
@@ -139,6 +148,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  if (options.fromJsonPath) return renderSavedReport(options.fromJsonPath, options.outPath);
   const cleanup = new CleanupRegistry();
   cleanup.installProcessHandlers(log, killActiveCommands);
   const workDir = fs.mkdtempSync(path.join(options.workParent ?? os.tmpdir(), 'bmbench-'));

@@ -18,6 +18,8 @@ export interface BenchOptions {
   /** Parent directory for the run's temporary directory. */
   workParent?: string;
   keepWorkDir: boolean;
+  /** Re-render --out (and goals) from an earlier --json file instead of measuring. */
+  fromJsonPath?: string;
   help: boolean;
 }
 
@@ -39,6 +41,7 @@ export const USAGE = `usage: node dist/tools/bench/bench.js [flags]
   --out FILE          markdown report (default BENCHMARKS.md in the current directory)
   --json FILE         also write the raw results as JSON
   --work-dir DIR      where the temporary run directory is created (default: the OS temp dir)
+  --from-json FILE    do not measure: re-render --out from an earlier run's --json (goals re-evaluated)
   --keep              keep the temporary run directory (store files, fio JSON, server logs)
   --help`;
 
@@ -96,6 +99,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       case '--out': options.outPath = value() ?? fail('--out needs a path'); break;
       case '--json': options.jsonPath = value() ?? fail('--json needs a path'); break;
       case '--work-dir': options.workParent = value() ?? fail('--work-dir needs a path'); break;
+      case '--from-json': options.fromJsonPath = value() ?? fail('--from-json needs a path'); break;
       case '--keep': options.keepWorkDir = true; break;
       case '--help': case '-h': options.help = true; break;
       default: throw new Error(`unknown flag ${flag}\n${USAGE}`);

@@ -28,6 +28,16 @@ export const GOALS: readonly Goal[] = [
   { matrix: 'mirrored', description: '4k randwrite QD1 p50 latency ≤ single-node blockmirror p50 + 100 µs', jobId: 'randwrite-4k-qd1', targetId: 'blockmirror-pair', baselineId: 'blockmirror', comparison: { kind: 'latency-plus-at-most', maxExtraUs: 100 } },
 ];
 
+// minDecimals, or as many more as it takes so a value just off the threshold never prints as the threshold itself.
+export function formatAgainst(value: number, threshold: number, minDecimals = 3): string {
+  const MAX_DECIMALS = 8;
+  for (let decimals = minDecimals; decimals < MAX_DECIMALS; decimals++) {
+    const text = value.toFixed(decimals);
+    if (value === threshold || Number(text) !== threshold) return text;
+  }
+  return value.toFixed(MAX_DECIMALS);
+}
+
 // Why a goal cannot be judged: which side has no figure.
 function missingDetail(goal: Goal, results: readonly CaseResult[], target: JobMetrics | undefined): string {
   const missingId = target ? goal.baselineId : goal.targetId;
@@ -44,21 +54,21 @@ function evaluateGoal(goal: Goal, results: readonly CaseResult[]): GoalResult {
   const comparison = goal.comparison;
   if (comparison.kind === 'ratio-at-least') {
     const ratio = target[comparison.metric] / baseline[comparison.metric];
-    return { ...base, status: ratio >= comparison.minRatio ? 'met' : 'not met', detail: `${ratio.toFixed(3)}× (need ≥ ${comparison.minRatio}×)` };
+    return { ...base, status: ratio >= comparison.minRatio ? 'met' : 'not met', detail: `${formatAgainst(ratio, comparison.minRatio)}× (need ≥ ${comparison.minRatio}×)` };
   }
   if (comparison.kind === 'latency-ratio-at-most') {
     const ratio = target.clatP50Us / baseline.clatP50Us;
     return {
       ...base,
       status: ratio <= comparison.maxRatio ? 'met' : 'not met',
-      detail: `${target.clatP50Us.toFixed(1)} µs vs ${baseline.clatP50Us.toFixed(1)} µs = ${ratio.toFixed(3)}× (need ≤ ${comparison.maxRatio}×)`,
+      detail: `${target.clatP50Us.toFixed(1)} µs vs ${baseline.clatP50Us.toFixed(1)} µs = ${formatAgainst(ratio, comparison.maxRatio)}× (need ≤ ${comparison.maxRatio}×)`,
     };
   }
   const extraUs = target.clatP50Us - baseline.clatP50Us;
   return {
     ...base,
     status: extraUs <= comparison.maxExtraUs ? 'met' : 'not met',
-    detail: `${target.clatP50Us.toFixed(1)} µs vs ${baseline.clatP50Us.toFixed(1)} µs = ${extraUs >= 0 ? '+' : ''}${extraUs.toFixed(1)} µs (need ≤ +${comparison.maxExtraUs} µs)`,
+    detail: `${target.clatP50Us.toFixed(1)} µs vs ${baseline.clatP50Us.toFixed(1)} µs = ${extraUs >= 0 ? '+' : ''}${formatAgainst(extraUs, comparison.maxExtraUs, 1)} µs (need ≤ +${comparison.maxExtraUs} µs)`,
   };
 }
 

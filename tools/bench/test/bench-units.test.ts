@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import { parseOptions } from '../cli-options';
 import { findJob } from '../fio-jobs';
 import { JobMetrics, parseFioJson } from '../fio-result';
-import { evaluateGoals } from '../goals';
+import { evaluateGoals, formatAgainst } from '../goals';
 import { receivedBitsPerSecond } from '../iperf';
 import { combineRepetitions } from '../matrix-runner';
 import { renderMarkdown } from '../report-markdown';
@@ -71,6 +71,14 @@ describe('bench: goals', () => {
     const read = byDescription('4k randread QD32');
     assert.equal(read?.status, 'n/a');
     assert.match(read?.detail ?? '', /no blockmirror figure/);
+  });
+
+  it('never prints a value just below a threshold as the threshold', () => {
+    assert.equal(formatAgainst(0.99981, 1), '0.9998');
+    assert.equal(formatAgainst(0.806, 1), '0.806');
+    assert.equal(formatAgainst(1, 1), '1.000');
+    assert.equal(formatAgainst(100.04, 100, 1), '100.04');
+    assert.equal(formatAgainst(107.1, 100, 1), '107.1');
   });
 
   it('only evaluates the matrices that ran', () => {
