@@ -14,7 +14,9 @@ import {
   MessageType,
   SECTOR_BYTES,
   ackStatusName,
+  bitmapFlagsName,
   decodeMessage,
+  hashStatusName,
   helloReasonName,
   roleName,
   typeName,
@@ -39,14 +41,30 @@ function hex32(v: number): string {
   return `0x${(v >>> 0).toString(16).padStart(8, '0')}`;
 }
 
+/** The first bitmap bytes as hex, elided like payloads. */
+function bitsPreview(bits: Uint8Array): string {
+  const hex = Buffer.from(bits.buffer, bits.byteOffset, bits.byteLength).subarray(0, PAYLOAD_PREVIEW_BYTES).toString('hex');
+  return bits.length > PAYLOAD_PREVIEW_BYTES ? `${hex}...` : hex || '-';
+}
+
+/** Out-of-sync regions in a chunk: the number an operator wants to see. */
+function countSetBits(bits: Uint8Array): number {
+  let count = 0;
+  for (const byte of bits) for (let v = byte; v; v &= v - 1) count++;
+  return count;
+}
+
 /** One field as text, with the name of coded values. */
 function fieldText(m: WireMessage, key: string, value: unknown): string {
   if (typeof value === 'bigint') return `${key}=0x${value.toString(16).padStart(16, '0')}`;
   if (key === 'flags') return `flags=${writeFlagsName(value as number)}`;
+  if (key === 'status' && m.type === MessageType.HashReply) return `status=${hashStatusName(value as number)}(${value as number})`;
   if (key === 'status') return `status=${ackStatusName(value as number)}(${value as number})`;
+  if (key === 'bitmapFlags') return `bitmapFlags=${bitmapFlagsName(value as number)}`;
+  if (key === 'bits' && value instanceof Uint8Array) return `bits=${bitsPreview(value)} (${countSetBits(value)} set)`;
   if (key === 'reason') return `reason=${helloReasonName(value as number)}(${value as number})`;
   if (key === 'role') return `role=${roleName(value as number)}(${value as number})`;
-  if (key === 'crc32c' || key === 'payloadCrc32c') return `${key}=${hex32(value as number)}`;
+  if (key === 'crc32c' || key === 'payloadCrc32c' || key === 'rangeCrc32c') return `${key}=${hex32(value as number)}`;
   if (key === 'epochLow8') return `epochLow8=0x${(value as number).toString(16).padStart(2, '0')}`;
   if (key === 'sectorAddress' && m.type === MessageType.WriteInline) {
     return `sectorAddress=${value as number} (byte ${(value as number) * SECTOR_BYTES})`;

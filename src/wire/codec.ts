@@ -6,6 +6,12 @@
  */
 import { crc32c, crc32cRange } from './crc32c';
 import {
+  BITMAP_CHUNK_REGIONS_MAX,
+  BITMAP_FIXED_BODY_BYTES,
+  BITMAP_FLAGS_KNOWN,
+  BITMAP_TOTAL_REGIONS_MAX,
+  BitmapFlag,
+  BitmapOffset,
   BLOCK_SIZE_MAX_BYTES,
   BLOCK_SIZE_MIN_BYTES,
   BODY_BYTES_MAX,
@@ -13,7 +19,9 @@ import {
   EXTENT_LENGTH_BYTES_MAX,
   ExtentOffset,
   HEAD_BYTES,
+  HASH_LENGTH_BYTES_MAX,
   HEAD_CRC_COVERED_BYTES,
+  HashReplyOffset,
   HELLO_BODY_BYTES,
   HeadOffset,
   HelloOffset,
@@ -21,6 +29,8 @@ import {
   INLINE_THRESHOLD_MAX_BYTES,
   INLINE_THRESHOLD_MIN_BYTES,
   MessageType,
+  REGION_BYTES_MAX,
+  REGION_BYTES_MIN,
   Role,
   SECTOR_ADDRESS_MAX,
   SECTOR_BYTES,
@@ -31,7 +41,7 @@ import {
   WRITE_FLAGS_KNOWN,
   WRITE_PAYLOAD_BYTES_MAX,
 } from './constants';
-import { isKnownAckStatus, isKnownHelloReason, isKnownType, typeName } from './names';
+import { isKnownAckStatus, isKnownHashStatus, isKnownHelloReason, isKnownType, typeName } from './names';
 
 export type DecodeResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 export type Check = { ok: true } | { ok: false; reason: string };
@@ -125,6 +135,47 @@ export interface PongMessage {
   nonce: bigint;
 }
 
+/** The fixed fields of one BITMAP chunk (body bytes 0..23). */
+export interface BitmapChunkFields {
+  /** Region of bit 0 of the chunk's first byte; a multiple of 8. */
+  firstRegion: number;
+  /** Bits in this chunk: 1..BITMAP_CHUNK_REGIONS_MAX (0 only for an empty volume). */
+  regionCount: number;
+  /** Volume bytes one bit covers: a power of two in REGION_BYTES_MIN..REGION_BYTES_MAX. */
+  regionBytes: number;
+  /** BitmapFlag bits: LAST on the chunk that ends at totalRegions. */
+  bitmapFlags: number;
+  /** Bits in the whole bitmap: ceil(volumeSizeBytes / regionBytes). */
+  totalRegions: number;
+}
+export interface BitmapMessage extends BitmapChunkFields {
+  type: typeof MessageType.Bitmap;
+  /** Chunk index modulo 65536 (0 for the first chunk). */
+  tag: number;
+  /** ceil(regionCount / 8) bytes: bit i of byte j is region firstRegion + 8j + i. */
+  bits: Uint8Array;
+}
+export interface HashRequestMessage {
+  type: typeof MessageType.HashRequest;
+  tag: number;
+  offsetBytes: number;
+  lengthBytes: number;
+  epoch: bigint;
+}
+export interface HashReplyMessage {
+  type: typeof MessageType.HashReply;
+  tag: number;
+  status: number;
+  /** CRC32C of the range's bytes (0 unless status is OK). */
+  rangeCrc32c: number;
+}
+export interface ResyncDoneMessage {
+  type: typeof MessageType.ResyncDone;
+  tag: number;
+  /** The generation the sync target now holds, whole. */
+  generation: bigint;
+}
+
 export type WireMessage =
   | HelloMessage
   | HelloReplyMessage
@@ -137,7 +188,11 @@ export type WireMessage =
   | TrimMessage
   | WriteZeroesMessage
   | PingMessage
-  | PongMessage;
+  | PongMessage
+  | BitmapMessage
+  | HashRequestMessage
+  | HashReplyMessage
+  | ResyncDoneMessage;
 
 /** Per-connection limits the decoder cannot know; used by validateMessage. */
 export interface ConnectionLimits {
@@ -234,7 +289,9 @@ export function typeHasBody(type: number): boolean {
     type === MessageType.HelloReply ||
     type === MessageType.WriteMeta ||
     type === MessageType.Trim ||
-    type === MessageType.WriteZeroes
+    type === MessageType.WriteZeroes ||
+    type === MessageType.Bitmap ||
+    type === MessageType.HashRequest
   );
 }
 
@@ -243,6 +300,9 @@ export function bodyLengthProblem(type: number, bodyBytes: number): string | nul
   if (bodyBytes > BODY_BYTES_MAX) return `${typeName(type)} body length ${bodyBytes} exceeds BODY_BYTES_MAX ${BODY_BYTES_MAX}`;
   if (type === MessageType.Hello || type === MessageType.HelloReply) {
     return bodyBytes < HELLO_BODY_BYTES ? `${typeName(type)} body length ${bodyBytes} is below ${HELLO_BODY_BYTES}` : null;
+  }
+  if (type === MessageType.Bitmap) {
+    return bodyBytes < BITMAP_FIXED_BODY_BYTES ? `BITMAP body length ${bodyBytes} is below ${BITMAP_FIXED_BODY_BYTES}` : null;
   }
   if (bodyBytes !== EXTENT_BODY_BYTES) return `${typeName(type)} body length ${bodyBytes} is not ${EXTENT_BODY_BYTES}`;
   return null;
@@ -408,6 +468,7 @@ export function encodeFlush(tag: number, out?: Buffer, offset = 0): Buffer {
   return buf;
 }
 
+/** Head with a u64 identifier in bytes 4..11 (PING / PONG nonce, RESYNC_DONE generation). */
 function encodeNonce(type: number, tag: number, nonce: bigint, out: Buffer | undefined, offset: number): Buffer {
   requireRange('tag', tag, 0, TAG_MAX);
   requireU64('nonce', nonce);
@@ -426,6 +487,99 @@ export function encodePing(tag: number, nonce: bigint, out?: Buffer, offset = 0)
 /** PONG: echoes a PING's tag and nonce. */
 export function encodePong(tag: number, nonce: bigint, out?: Buffer, offset = 0): Buffer {
   return encodeNonce(MessageType.Pong, tag, nonce, out, offset);
+}
+
+/** Bitmap bytes a chunk of `regionCount` bits carries. */
+export function bitmapChunkBytes(regionCount: number): number {
+  return Math.ceil(regionCount / 8);
+}
+
+/** Why a BITMAP chunk's fixed fields break the format, or null; shared by encoder and decoder. */
+function bitmapChunkProblem(c: BitmapChunkFields): string | null {
+  if (!isPowerOfTwo(c.regionBytes) || c.regionBytes < REGION_BYTES_MIN || c.regionBytes > REGION_BYTES_MAX) {
+    return `BITMAP region size ${c.regionBytes} is not a power of two in ${REGION_BYTES_MIN}..${REGION_BYTES_MAX}`;
+  }
+  if (c.bitmapFlags & ~BITMAP_FLAGS_KNOWN) return `BITMAP reserved flag bits set: ${hex32(c.bitmapFlags & ~BITMAP_FLAGS_KNOWN)}`;
+  if (c.totalRegions > BITMAP_TOTAL_REGIONS_MAX) return `BITMAP totalRegions ${c.totalRegions} exceeds BITMAP_TOTAL_REGIONS_MAX ${BITMAP_TOTAL_REGIONS_MAX}`;
+  if (c.firstRegion % 8 !== 0) return `BITMAP firstRegion ${c.firstRegion} is not a multiple of 8`;
+  if (c.regionCount > BITMAP_CHUNK_REGIONS_MAX) return `BITMAP regionCount ${c.regionCount} exceeds BITMAP_CHUNK_REGIONS_MAX ${BITMAP_CHUNK_REGIONS_MAX}`;
+  if (c.regionCount === 0 && c.totalRegions !== 0) return 'BITMAP regionCount 0 (only an empty bitmap has an empty chunk)';
+  const end = c.firstRegion + c.regionCount;
+  if (end > c.totalRegions) return `BITMAP chunk ${c.firstRegion}+${c.regionCount} goes past totalRegions ${c.totalRegions}`;
+  const last = (c.bitmapFlags & BitmapFlag.Last) !== 0;
+  if (last !== (end === c.totalRegions)) {
+    return last ? `BITMAP chunk flagged LAST ends at ${end}, before totalRegions ${c.totalRegions}` : `BITMAP chunk ends at totalRegions ${c.totalRegions} without the LAST flag`;
+  }
+  return null;
+}
+
+/** Why the chunk's last byte has bits set beyond regionCount, or null. */
+function bitmapTailProblem(regionCount: number, bits: Uint8Array, o: number): string | null {
+  const used = regionCount % 8;
+  if (used === 0 || regionCount === 0) return null;
+  const extra = bits[o + bitmapChunkBytes(regionCount) - 1]! & (0xff << used) & 0xff;
+  return extra ? `BITMAP unused high bits of the last byte are set: 0x${extra.toString(16).padStart(2, '0')}` : null;
+}
+
+/**
+ * BITMAP (head + 24-byte fixed body + ceil(regionCount/8) bitmap bytes): one chunk of the sender's
+ * out-of-sync bitmap. `tag` is the chunk index modulo 65536. encodeBitmapChunks splits a bitmap.
+ */
+export function encodeBitmap(tag: number, chunk: BitmapChunkFields, bits: Uint8Array, out?: Buffer, offset = 0): Buffer {
+  requireRange('tag', tag, 0, TAG_MAX);
+  requireRange('firstRegion', chunk.firstRegion, 0, 0xffffffff);
+  requireRange('regionCount', chunk.regionCount, 0, 0xffffffff);
+  requireRange('regionBytes', chunk.regionBytes, 0, 0xffffffff);
+  requireRange('bitmapFlags', chunk.bitmapFlags, 0, 0xffffffff);
+  requireRange('totalRegions', chunk.totalRegions, 0, U64_NUMBER_MAX);
+  const problem = bitmapChunkProblem(chunk);
+  if (problem) throw new RangeError(`wire encode: ${problem}`);
+  const bitBytes = bitmapChunkBytes(chunk.regionCount);
+  if (bits.length !== bitBytes) throw new RangeError(`wire encode: BITMAP of ${chunk.regionCount} regions needs ${bitBytes} bytes, got ${bits.length}`);
+  const tail = bitmapTailProblem(chunk.regionCount, bits, 0);
+  if (tail) throw new RangeError(`wire encode: ${tail}`);
+  const bodyBytes = BITMAP_FIXED_BODY_BYTES + bitBytes;
+  const buf = allocate(out, offset, HEAD_BYTES + bodyBytes);
+  putHeadStart(buf, offset, MessageType.Bitmap, 0, tag);
+  put32(buf, offset + HeadOffset.BodyLength, bodyBytes);
+  put32(buf, offset + 8, 0);
+  const b = offset + HEAD_BYTES;
+  put32(buf, b + BitmapOffset.FirstRegion, chunk.firstRegion);
+  put32(buf, b + BitmapOffset.RegionCount, chunk.regionCount);
+  put32(buf, b + BitmapOffset.RegionBytes, chunk.regionBytes);
+  put32(buf, b + BitmapOffset.Flags, chunk.bitmapFlags);
+  putU64Number(buf, b + BitmapOffset.TotalRegions, chunk.totalRegions);
+  buf.set(bits, b + BitmapOffset.Bits);
+  const seed = crc32cRange(buf, offset, offset + HEAD_CRC_COVERED_BYTES);
+  put32(buf, offset + HeadOffset.Crc, crc32cRange(buf, b, b + bodyBytes, seed));
+  return buf;
+}
+
+/** HASH_REQUEST (head + extent body): "CRC32C this sector-aligned range after every earlier write". */
+export function encodeHashRequest(tag: number, offsetBytes: number, lengthBytes: number, epoch: bigint, out?: Buffer, offset = 0): Buffer {
+  requireRange('lengthBytes', lengthBytes, SECTOR_BYTES, HASH_LENGTH_BYTES_MAX);
+  if (offsetBytes % SECTOR_BYTES !== 0 || lengthBytes % SECTOR_BYTES !== 0) throw new RangeError('wire encode: HASH_REQUEST range is not sector aligned');
+  return encodeExtent(MessageType.HashRequest, tag, 0, offsetBytes, lengthBytes, 0, epoch, out, offset);
+}
+
+/** HASH_REPLY (head only): the status and CRC32C of the range a HASH_REQUEST with this tag asked for. */
+export function encodeHashReply(tag: number, status: number, rangeCrc32c: number, out?: Buffer, offset = 0): Buffer {
+  requireRange('tag', tag, 0, TAG_MAX);
+  requireRange('status', status, 0, 0xff);
+  requireRange('rangeCrc32c', rangeCrc32c >>> 0, 0, 0xffffffff);
+  if (status !== 0 && rangeCrc32c !== 0) throw new RangeError('wire encode: HASH_REPLY range CRC must be 0 unless the status is OK');
+  const buf = allocate(out, offset, HEAD_BYTES);
+  putHeadStart(buf, offset, MessageType.HashReply, 0, tag);
+  buf[offset + HashReplyOffset.Status] = status;
+  zero(buf, offset + 5, offset + 8);
+  put32(buf, offset + HashReplyOffset.RangeCrc, rangeCrc32c >>> 0);
+  put32(buf, offset + HeadOffset.Crc, headCrc(buf, offset, null));
+  return buf;
+}
+
+/** RESYNC_DONE (head only): the sync target now holds `generation`; answered by ACK once durable. */
+export function encodeResyncDone(tag: number, generation: bigint, out?: Buffer, offset = 0): Buffer {
+  return encodeNonce(MessageType.ResyncDone, tag, generation, out, offset);
 }
 
 function encodeHelloLike(type: number, tag: number, reason: number, h: HelloFields, out: Buffer | undefined, offset: number): Buffer {
@@ -503,6 +657,14 @@ export function encodeMessage(m: WireMessage, payload?: Uint8Array): Buffer {
       return encodePing(m.tag, m.nonce);
     case MessageType.Pong:
       return encodePong(m.tag, m.nonce);
+    case MessageType.Bitmap:
+      return encodeBitmap(m.tag, m, m.bits);
+    case MessageType.HashRequest:
+      return encodeHashRequest(m.tag, m.offsetBytes, m.lengthBytes, m.epoch);
+    case MessageType.HashReply:
+      return encodeHashReply(m.tag, m.status, m.rangeCrc32c);
+    case MessageType.ResyncDone:
+      return encodeResyncDone(m.tag, m.generation);
   }
 }
 
@@ -606,6 +768,21 @@ export function decodeMessage(head: Uint8Array, body: Uint8Array | null = null):
     case MessageType.Ping:
     case MessageType.Pong:
       return { ok: true, value: { type, tag, nonce: u64Big(head, HeadOffset.U64) } };
+    case MessageType.Bitmap:
+      return decodeBitmap(tag, head, body!);
+    case MessageType.HashRequest:
+      return decodeExtent(type, tag, flags, head, body!);
+    case MessageType.HashReply: {
+      const reserved = reservedProblem(head, 5, 8, type);
+      if (reserved) return fail(reserved);
+      const status = head[HashReplyOffset.Status]!;
+      if (!isKnownHashStatus(status)) return fail(`HASH_REPLY unknown status ${status}`);
+      const rangeCrc32c = u32(head, HashReplyOffset.RangeCrc);
+      if (status !== 0 && rangeCrc32c !== 0) return fail(`HASH_REPLY with status ${status} has a range CRC (reserved head bytes 8..11 must be 0)`);
+      return { ok: true, value: { type, tag, status, rangeCrc32c } };
+    }
+    case MessageType.ResyncDone:
+      return { ok: true, value: { type, tag, generation: u64Big(head, HeadOffset.U64) } };
   }
   return fail(`unknown message type ${type}`);
 }
@@ -628,6 +805,10 @@ function decodeExtent(type: number, tag: number, flags: number, head: Uint8Array
   if (lengthBytes < SECTOR_BYTES || offsetBytes % SECTOR_BYTES !== 0 || lengthBytes % SECTOR_BYTES !== 0) {
     return fail(`${typeName(type)} extent ${offsetBytes}+${lengthBytes} is not whole 512-byte sectors`);
   }
+  if (type === MessageType.HashRequest) {
+    if (lengthBytes > HASH_LENGTH_BYTES_MAX) return fail(`HASH_REQUEST length ${lengthBytes} exceeds HASH_LENGTH_BYTES_MAX ${HASH_LENGTH_BYTES_MAX}`);
+    return { ok: true, value: { type: MessageType.HashRequest, tag, offsetBytes, lengthBytes, epoch } };
+  }
   return {
     ok: true,
     value: { type: type as typeof MessageType.Trim | typeof MessageType.WriteZeroes, tag, flags, offsetBytes, lengthBytes, epoch },
@@ -635,7 +816,28 @@ function decodeExtent(type: number, tag: number, flags: number, head: Uint8Array
 }
 
 function isPowerOfTwo(v: number): boolean {
-  return v > 0 && (v & (v - 1)) === 0;
+  return v > 0 && v <= 0x80000000 && (v & (v - 1)) === 0;
+}
+
+function decodeBitmap(tag: number, head: Uint8Array, body: Uint8Array): DecodeResult<WireMessage> {
+  const reserved = reservedProblem(head, 8, 12, MessageType.Bitmap);
+  if (reserved) return fail(reserved);
+  const totalRegions = u64Number(body, BitmapOffset.TotalRegions);
+  if (totalRegions < 0) return fail('BITMAP totalRegions exceeds 2^53-1');
+  const chunk: BitmapChunkFields = {
+    firstRegion: u32(body, BitmapOffset.FirstRegion),
+    regionCount: u32(body, BitmapOffset.RegionCount),
+    regionBytes: u32(body, BitmapOffset.RegionBytes),
+    bitmapFlags: u32(body, BitmapOffset.Flags),
+    totalRegions,
+  };
+  const problem = bitmapChunkProblem(chunk);
+  if (problem) return fail(problem);
+  const expectedBytes = BITMAP_FIXED_BODY_BYTES + bitmapChunkBytes(chunk.regionCount);
+  if (body.length !== expectedBytes) return fail(`BITMAP body length ${body.length} is not ${expectedBytes} for ${chunk.regionCount} regions`);
+  const tail = bitmapTailProblem(chunk.regionCount, body, BitmapOffset.Bits);
+  if (tail) return fail(tail);
+  return { ok: true, value: { type: MessageType.Bitmap, tag, ...chunk, bits: body.subarray(BitmapOffset.Bits) } };
 }
 
 function decodeHelloLike(type: number, tag: number, head: Uint8Array, body: Uint8Array): DecodeResult<WireMessage> {
@@ -731,10 +933,23 @@ export function validateMessage(m: WireMessage, limits: ConnectionLimits): Check
     case MessageType.WriteMeta:
     case MessageType.Trim:
     case MessageType.WriteZeroes:
+    case MessageType.HashRequest:
       return extentWithinVolume(m.type, m.offsetBytes, m.lengthBytes, limits.volumeSizeBytes);
+    case MessageType.Bitmap: {
+      const expected = bitmapRegionCount(limits.volumeSizeBytes, m.regionBytes);
+      if (m.totalRegions !== expected) {
+        return { ok: false, reason: `BITMAP totalRegions ${m.totalRegions} is not ceil(volume size ${limits.volumeSizeBytes} / region size ${m.regionBytes}) = ${expected}` };
+      }
+      return OK;
+    }
     default:
       return OK;
   }
+}
+
+/** Bits of the bitmap of a volume: ceil(volumeSizeBytes / regionBytes). */
+export function bitmapRegionCount(volumeSizeBytes: number, regionBytes: number): number {
+  return Math.ceil(volumeSizeBytes / regionBytes);
 }
 
 function extentWithinVolume(type: number, offsetBytes: number, lengthBytes: number, volumeSizeBytes: number): Check {

@@ -31,13 +31,27 @@ export const INLINE_THRESHOLD_MIN_BYTES = SECTOR_BYTES;
 export const BODY_BYTES_MAX = 4096;
 /** Version-1 HELLO / HELLO_REPLY body; longer bodies carry extensions that v1 receivers ignore. */
 export const HELLO_BODY_BYTES = 88;
-/** Body of WRITE_META, TRIM and WRITE_ZEROES. */
+/** Body of WRITE_META, TRIM, WRITE_ZEROES and HASH_REQUEST. */
 export const EXTENT_BODY_BYTES = 24;
 
 /** Largest payload of one large write (WRITE_META lengthBytes); matches the NBD 32 MiB request cap. */
 export const WRITE_PAYLOAD_BYTES_MAX = 32 * 1024 * 1024;
 /** Largest TRIM / WRITE_ZEROES extent: the u32 length field rounded down to whole sectors. */
 export const EXTENT_LENGTH_BYTES_MAX = 0xfffffe00;
+
+/** Fixed part of a BITMAP body, before the bitmap bytes. */
+export const BITMAP_FIXED_BODY_BYTES = 24;
+/** Bitmap bytes one BITMAP chunk can carry: the body cap minus the fixed part. */
+export const BITMAP_CHUNK_BYTES_MAX = BODY_BYTES_MAX - BITMAP_FIXED_BODY_BYTES;
+/** Regions (bits) one BITMAP chunk can carry: 32576. */
+export const BITMAP_CHUNK_REGIONS_MAX = BITMAP_CHUNK_BYTES_MAX * 8;
+/** Smallest and largest bitmap granularity (power of two): one bit covers this many volume bytes. */
+export const REGION_BYTES_MIN = 4096;
+export const REGION_BYTES_MAX = 64 * 1024 * 1024;
+/** Most regions a bitmap may have: firstRegion is a u32. */
+export const BITMAP_TOTAL_REGIONS_MAX = 2 ** 32;
+/** Largest range one HASH_REQUEST may ask for. */
+export const HASH_LENGTH_BYTES_MAX = 64 * 1024 * 1024;
 
 /** Tags are 16 bits: at most this many tagged requests can be in flight on one connection. */
 export const TAG_COUNT = 65536;
@@ -65,6 +79,10 @@ export const MessageType = {
   WriteZeroes: 10,
   Ping: 11,
   Pong: 12,
+  Bitmap: 13,
+  HashRequest: 14,
+  HashReply: 15,
+  ResyncDone: 16,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -106,8 +124,28 @@ export const HelloReason = {
   InlineThresholdInvalid: 8,
   Busy: 9,
   UnrelatedData: 10,
+  /** Both nodes wrote since their last common generation: an operator must choose whose writes to discard. */
+  SplitBrain: 11,
+  /** The secondary holds writes the primary lacks (it was primary more recently): swap roles or discard them. */
+  PrimaryOutdated: 12,
 } as const;
 export type HelloReason = (typeof HelloReason)[keyof typeof HelloReason];
+
+/** HASH_REPLY status (byte 4). */
+export const HashStatus = {
+  Ok: 0,
+  IoError: 1,
+  /** The request's epoch is not the connection's current epoch: nothing was hashed. */
+  EpochRefused: 2,
+} as const;
+export type HashStatus = (typeof HashStatus)[keyof typeof HashStatus];
+
+/** Flags (u32, body bytes 12..15) of a BITMAP chunk. Other bits are reserved (0). */
+export const BitmapFlag = {
+  /** The last chunk of the sender's bitmap: it ends at totalRegions. */
+  Last: 0x1,
+} as const;
+export const BITMAP_FLAGS_KNOWN = BitmapFlag.Last;
 
 /** Role byte of the HELLO body. */
 export const Role = {
@@ -120,8 +158,10 @@ export type Role = (typeof Role)[keyof typeof Role];
 export const Feature = {
   Trim: 1n << 0n,
   WriteZeroes: 1n << 1n,
+  /** BITMAP exchange at connect, HASH_REQUEST / HASH_REPLY and RESYNC_DONE (section 8.1). */
+  Resync: 1n << 2n,
 } as const;
-export const FEATURES_KNOWN = Feature.Trim | Feature.WriteZeroes;
+export const FEATURES_KNOWN = Feature.Trim | Feature.WriteZeroes | Feature.Resync;
 
 /** Byte offsets inside a head. */
 export const HeadOffset = {
@@ -144,6 +184,22 @@ export const ExtentOffset = {
   LengthBytes: 8,
   PayloadCrc: 12,
   Epoch: 16,
+} as const;
+
+/** Byte offsets inside the BITMAP body; the bitmap bytes start at Bits. */
+export const BitmapOffset = {
+  FirstRegion: 0,
+  RegionCount: 4,
+  RegionBytes: 8,
+  Flags: 12,
+  TotalRegions: 16,
+  Bits: 24,
+} as const;
+
+/** Byte offsets inside a HASH_REPLY head. */
+export const HashReplyOffset = {
+  Status: 4,
+  RangeCrc: 8,
 } as const;
 
 /** Byte offsets inside the HELLO / HELLO_REPLY body. */
@@ -171,6 +227,7 @@ function assertLayout(): void {
   if (HelloOffset.Reserved32 + 4 !== HELLO_BODY_BYTES) throw new Error('wire: HELLO body layout');
   if (ExtentOffset.Epoch + 8 !== EXTENT_BODY_BYTES) throw new Error('wire: extent body layout');
   if (INLINE_THRESHOLD_MAX_BYTES !== 131072) throw new Error('wire: inline max');
+  if (BitmapOffset.Bits !== BITMAP_FIXED_BODY_BYTES || BITMAP_CHUNK_REGIONS_MAX % 8 !== 0) throw new Error('wire: BITMAP body layout');
   for (const t of Object.values(MessageType)) {
     if (t < 1 || t > MESSAGE_TYPE_FIELD_MAX || RETIRED_MESSAGE_TYPES.includes(t)) {
       throw new Error(`wire: message type ${t} is out of range or retired`);

@@ -1,5 +1,5 @@
 /** Names of wire numbers for logs and tools (like DRBD's packet name function). */
-import { AckStatus, HelloReason, MessageType, Role, WriteFlag } from './constants';
+import { AckStatus, BitmapFlag, HashStatus, HelloReason, MessageType, Role, WriteFlag } from './constants';
 
 function invert(table: Record<string, number>, style: (key: string) => string): Map<number, string> {
   const names = new Map<number, string>();
@@ -17,6 +17,7 @@ const TYPE_NUMBERS = new Map<string, number>([...TYPE_NAMES].map(([n, s]) => [s,
 const STATUS_NAMES = invert(AckStatus, screamingSnake);
 const REASON_NAMES = invert(HelloReason, screamingSnake);
 const ROLE_NAMES = invert(Role, screamingSnake);
+const HASH_STATUS_NAMES = invert(HashStatus, screamingSnake);
 
 /** Name of a message type number, or UNKNOWN(n) so a log line never fails. */
 export function typeName(type: number): string {
@@ -63,5 +64,23 @@ export function writeFlagsName(flags: number): string {
   if (flags & WriteFlag.Resync) parts.push('RESYNC');
   const rest = flags & ~(WriteFlag.Fua | WriteFlag.Resync);
   if (rest) parts.push(`0x${rest.toString(16).padStart(2, '0')}`);
+  return parts.length ? parts.join('|') : '-';
+}
+
+/** Name of a HASH_REPLY status, or UNKNOWN(n). */
+export function hashStatusName(status: number): string {
+  return HASH_STATUS_NAMES.get(status) ?? `UNKNOWN(${status})`;
+}
+
+export function isKnownHashStatus(status: number): boolean {
+  return HASH_STATUS_NAMES.has(status);
+}
+
+/** 'LAST', '-' for none, unknown bits as hex (BITMAP chunk flags). */
+export function bitmapFlagsName(flags: number): string {
+  const parts: string[] = [];
+  if (flags & BitmapFlag.Last) parts.push('LAST');
+  const rest = (flags & ~BitmapFlag.Last) >>> 0;
+  if (rest) parts.push(`0x${rest.toString(16).padStart(8, '0')}`);
   return parts.length ? parts.join('|') : '-';
 }
