@@ -23,7 +23,7 @@ interface Vector {
 }
 
 const V1 = 0x40; // version 1 in the top two bits of byte 0
-const T = { HELLO: 1, HELLO_REPLY: 2, WRITE_INLINE: 3, WRITE_NOTIFY: 4, WRITE_META: 5, ACK: 6, WRITE_COMPLETE: 7, FLUSH: 8, TRIM: 9, WRITE_ZEROES: 10, PING: 11, PONG: 12 };
+const T = { HELLO: 1, HELLO_REPLY: 2, WRITE_INLINE: 3, WRITE_NOTIFY: 4, WRITE_META: 5, ACK: 6, WRITE_COMPLETE: 7, FLUSH: 8, TRIM: 9, WRITE_ZEROES: 10, PING: 11, PONG: 12, BITMAP: 13, HASH_REQUEST: 14, HASH_REPLY: 15, RESYNC_DONE: 16 };
 
 function be(value: bigint | number, bytes: number): number[] {
   let v = BigInt(value);
@@ -106,6 +106,28 @@ function ack(tag: number, status: number, flags = 0, reserved: number[] = [0, 0,
 }
 function complete(seq: number, tag = 0): number[] {
   return head(V1 | T.WRITE_COMPLETE, 0, tag, be(seq, 8));
+}
+
+// ---- resync ----
+const LAST = 1;
+interface Chunk { tag: number; firstRegion: number; regionCount: number; regionBytes: number; flags: number; totalRegions: number; bits: number[] }
+/** BITMAP: head (body length in 4..7, 8..11 reserved) + u32 firstRegion, u32 regionCount, u32 regionBytes, u32 flags, u64 totalRegions, bits. */
+function bitmap(c: Chunk, headFlags = 0, bodyLengthOverride?: number): number[] {
+  const body = [...be(c.firstRegion, 4), ...be(c.regionCount, 4), ...be(c.regionBytes, 4), ...be(c.flags, 4), ...be(c.totalRegions, 8), ...c.bits];
+  return [...head(V1 | T.BITMAP, headFlags, c.tag, [...be(bodyLengthOverride ?? body.length, 4), 0, 0, 0, 0], body), ...body];
+}
+function bitmapJson(c: Chunk): Fields {
+  return { type: 'BITMAP', tag: c.tag, firstRegion: c.firstRegion, regionCount: c.regionCount, regionBytes: c.regionBytes, bitmapFlags: c.flags, totalRegions: c.totalRegions, bits: hex(c.bits) };
+}
+function hashRequest(tag: number, offset: number, length: number, epoch: bigint, flags = 0, reservedCrc = 0): number[] {
+  return extent(T.HASH_REQUEST, tag, flags, extentBody(offset, length, reservedCrc, epoch));
+}
+/** HASH_REPLY: byte 4 status, 5..7 reserved, 8..11 u32 CRC32C of the range. */
+function hashReply(tag: number, status: number, rangeCrc: number, reserved: number[] = [0, 0, 0]): number[] {
+  return head(V1 | T.HASH_REPLY, 0, tag, [status, ...reserved, ...be(rangeCrc, 4)]);
+}
+function resyncDone(tag: number, generation: bigint): number[] {
+  return head(V1 | T.RESYNC_DONE, 0, tag, be(generation, 8));
 }
 
 const EPOCH = 7n;
@@ -194,6 +216,54 @@ valid('pong', 'PONG echoing the PING', head(V1 | T.PONG, 0, 0x10, be(0x0000018c2
   ], oneGiB);
 }
 
+// ---------------- valid: resync, verify (Feature.Resync) ----------------
+const MiB64 = 64 * 1024 * 1024;
+const MiB4 = 4 * 1024 * 1024;
+/** 1 GiB + 4 KiB at 64 MiB per region: 17 regions, the last one partial; regions 0, 2 and 16 out of sync. */
+const odd: Chunk = { tag: 0, firstRegion: 0, regionCount: 17, regionBytes: MiB64, flags: LAST, totalRegions: 17, bits: [0x05, 0x00, 0x01] };
+const oddLimits = { volumeSizeBytes: 1073741824 + 4096, inlineThresholdBytes: 32768 };
+valid('bitmap-single-chunk', 'BITMAP, the whole bitmap in one LAST chunk: 17 regions of 64 MiB (1 GiB + 4 KiB volume), regions 0, 2 and 16 out of sync',
+  bitmap(odd), [bitmapJson(odd)], oddLimits);
+{
+  const first: Chunk = { tag: 0, firstRegion: 0, regionCount: 128, regionBytes: MiB4, flags: 0, totalRegions: 256, bits: [0xff, ...new Array<number>(15).fill(0)] };
+  const second: Chunk = { tag: 1, firstRegion: 128, regionCount: 128, regionBytes: MiB4, flags: LAST, totalRegions: 256, bits: [...new Array<number>(15).fill(0), 0x80] };
+  valid('bitmap-two-chunks', 'BITMAP in two chunks of 128 regions (tags 0 and 1): 1 GiB at 4 MiB per region, regions 0..7 and 255 out of sync',
+    [...bitmap(first), ...bitmap(second)], [bitmapJson(first), bitmapJson(second)], oneGiB);
+}
+{
+  const empty: Chunk = { tag: 0, firstRegion: 0, regionCount: 0, regionBytes: 4096, flags: LAST, totalRegions: 0, bits: [] };
+  valid('bitmap-empty-volume', 'BITMAP of a 0-byte volume: one empty LAST chunk', bitmap(empty), [bitmapJson(empty)], { volumeSizeBytes: 0, inlineThresholdBytes: 32768 });
+}
+valid('hash-request', 'HASH_REQUEST tag 0x20: CRC32C of the 1 MiB at 1 MiB after every earlier write', hashRequest(0x20, 1048576, 1048576, EPOCH),
+  [{ type: 'HASH_REQUEST', tag: 0x20, offsetBytes: 1048576, lengthBytes: 1048576, epoch: id(EPOCH) }], oneGiB);
+{
+  const zerosCrc = crc32cSoftware(new Uint8Array(1048576));
+  valid('hash-reply-ok', 'HASH_REPLY tag 0x20, status OK: the range is 1 MiB of zeros (CRC32C 0x' + zerosCrc.toString(16) + ')', hashReply(0x20, 0, zerosCrc),
+    [{ type: 'HASH_REPLY', tag: 0x20, status: 0, rangeCrc32c: zerosCrc }]);
+}
+valid('hash-reply-io-error', 'HASH_REPLY tag 0x21, status 1 IO_ERROR, range CRC 0', hashReply(0x21, 1, 0), [{ type: 'HASH_REPLY', tag: 0x21, status: 1, rangeCrc32c: 0 }]);
+valid('resync-done', 'RESYNC_DONE tag 0x30: the target now holds generation 0x1111111111111111', resyncDone(0x30, 0x1111111111111111n),
+  [{ type: 'RESYNC_DONE', tag: 0x30, generation: id(0x1111111111111111n) }]);
+{
+  const resyncPrimary: Hello = { ...primary, features: 7n };
+  const own: Chunk = { tag: 0, firstRegion: 0, regionCount: 16, regionBytes: MiB64, flags: LAST, totalRegions: 16, bits: [0x02, 0x00] };
+  const client = inline(0x0101, 0, 7, 2048, p512);
+  const b = [
+    ...hello(1, resyncPrimary), ...bitmap(own), ...complete(0), ...client,
+    ...extent(T.WRITE_ZEROES, 0x0102, 2, extentBody(MiB64, MiB64, 0, EPOCH)),
+    ...hashRequest(0x0103, 0, MiB64, EPOCH), ...resyncDone(0x0104, primary.currentGeneration),
+  ];
+  valid('secondary-receives-resync', 'What the secondary receives from a Resync primary: HELLO, the primary\'s bitmap, the go (WRITE_COMPLETE 0), a client write (seq 1), region 1 resynced as WRITE_ZEROES|RESYNC (seq 2), a HASH_REQUEST for region 0, RESYNC_DONE', b, [
+    { type: 'HELLO', tag: 1, ...helloJson(resyncPrimary) },
+    bitmapJson(own),
+    { type: 'WRITE_COMPLETE', tag: 0, completeThroughSeq: 0 },
+    inlineFields(0x0101, 0, 1, 7, 2048, client, p512),
+    { type: 'WRITE_ZEROES', tag: 0x0102, flags: 2, offsetBytes: MiB64, lengthBytes: MiB64, epoch: id(EPOCH) },
+    { type: 'HASH_REQUEST', tag: 0x0103, offsetBytes: 0, lengthBytes: MiB64, epoch: id(EPOCH) },
+    { type: 'RESYNC_DONE', tag: 0x0104, generation: id(primary.currentGeneration) },
+  ], oneGiB);
+}
+
 // ---------------- invalid: decoding ----------------
 invalid('bad-version-0', 'ACK with version 0 (byte 0 = 0x06)', head(T.ACK, 0, 1, [0, 0, 0, 0, 0, 0, 0, 0]), 'unsupported version 0');
 invalid('bad-version-2', 'ACK with version 2 (byte 0 = 0x86)', head(0x80 | T.ACK, 0, 1, [0, 0, 0, 0, 0, 0, 0, 0]), 'unsupported version 2');
@@ -250,6 +320,35 @@ invalid('hello-bad-block-size', 'HELLO with block size 1000', hello(1, { ...prim
 invalid('hello-bad-inline-threshold', 'HELLO with inline threshold 256 KiB', hello(1, { ...primary, inlineThresholdBytes: 262144 }), 'inline threshold 262144');
 invalid('hello-reply-unknown-reason', 'HELLO_REPLY with reason 200', helloReply(1, 200, secondary), 'unknown reason 200');
 
+invalid('bitmap-reserved-flag', 'bitmap-single-chunk with chunk flag bit 1 (reserved) set', bitmap({ ...odd, flags: LAST | 2 }), 'BITMAP reserved flag bits set: 0x00000002');
+invalid('bitmap-reserved-head-flag', 'bitmap-single-chunk with head flag bit 0x01 set', bitmap(odd, 1), 'BITMAP reserved flag bits set: 0x01');
+invalid('bitmap-past-total', 'BITMAP chunk of 16 regions at region 8 of 17', bitmap({ ...odd, firstRegion: 8, regionCount: 16, bits: [0, 0] }), 'goes past totalRegions');
+invalid('bitmap-unused-high-bits', 'bitmap-single-chunk with bit 1 of the last byte (region 17, past regionCount) set', bitmap({ ...odd, bits: [0x05, 0x00, 0x03] }), 'unused high bits');
+invalid('bitmap-first-unaligned', 'BITMAP chunk starting at region 4', bitmap({ ...odd, firstRegion: 4, regionCount: 13, bits: [0, 0] }), 'not a multiple of 8');
+invalid('bitmap-last-missing', 'bitmap-single-chunk without the LAST flag', bitmap({ ...odd, flags: 0 }), 'without the LAST flag');
+invalid('bitmap-last-early', 'first chunk of bitmap-two-chunks flagged LAST',
+  bitmap({ tag: 0, firstRegion: 0, regionCount: 128, regionBytes: MiB4, flags: LAST, totalRegions: 256, bits: new Array<number>(16).fill(0) }), 'flagged LAST ends at 128');
+invalid('bitmap-body-length-mismatch', 'BITMAP of 17 regions carrying 4 bitmap bytes', bitmap({ ...odd, bits: [0x05, 0, 0x01, 0] }), 'is not 27 for 17 regions');
+invalid('bitmap-region-size', 'BITMAP with a 2 KiB region size', bitmap({ ...odd, regionBytes: 2048 }), 'region size 2048');
+invalid('bitmap-short-body-length', 'BITMAP announcing a 20-byte body', bitmap(odd, 0, 20).slice(0, 36), 'is below 24');
+{
+  const b = bitmap(odd);
+  b[b.length - 3]! ^= 0x08;
+  invalid('bitmap-bad-crc', 'bitmap-single-chunk with region 3 flipped in the bitmap bytes', b, 'bad CRC32C');
+}
+invalid('hash-request-unaligned', 'HASH_REQUEST at byte offset 100', hashRequest(0x20, 100, 4096, EPOCH), 'not whole 512-byte sectors');
+invalid('hash-request-too-long', 'HASH_REQUEST of 64 MiB + 512 bytes', hashRequest(0x20, 0, MiB64 + 512, EPOCH), 'HASH_LENGTH_BYTES_MAX');
+invalid('hash-request-flag', 'HASH_REQUEST with head flag 0x02 (RESYNC is a write flag only)', hashRequest(0x20, 0, 4096, EPOCH, 2), 'reserved flag bits set: 0x02');
+invalid('hash-request-reserved-body', 'HASH_REQUEST with the reserved body CRC field not zero', hashRequest(0x20, 0, 4096, EPOCH, 0, 0xdeadbeef), 'reserved body bytes 12..15');
+invalid('hash-reply-reserved-byte', 'HASH_REPLY with reserved byte 6 = 1', hashReply(0x20, 0, 0x1234, [0, 1, 0]), 'reserved head bytes 5..7');
+invalid('hash-reply-unknown-status', 'HASH_REPLY with status 9', hashReply(0x20, 9, 0), 'unknown status 9');
+invalid('hash-reply-error-with-crc', 'HASH_REPLY IO_ERROR carrying a range CRC', hashReply(0x20, 1, 0x1234), 'has a range CRC');
+{
+  const b = resyncDone(0x30, 0x1111111111111111n);
+  b[11]! ^= 0x01;
+  invalid('resync-done-bad-crc', 'resync-done with the generation\'s low bit flipped', b, 'bad CRC32C');
+}
+
 // ---------------- invalid: per-connection validation (decodes, then validateMessage refuses) ----------------
 {
   const b = inline(0x0102, 0, 7, 2048, p512);
@@ -268,6 +367,11 @@ invalid('meta-beyond-volume', 'Large write of 37 bytes at 1 MiB - 36 on a 1 MiB 
     { type: 'WRITE_META', tag: 9, offsetBytes: 1048540, lengthBytes: 37, payloadCrc32c: metaCrc37, epoch: id(EPOCH), payloadHex: hex(p37) },
   ],
 });
+
+invalid('bitmap-total-mismatch', 'bitmap-single-chunk (17 regions) on a 1 GiB volume, which has 16 regions of 64 MiB', bitmap(odd), 'is not ceil(',
+  { limits: oneGiB, fields: [bitmapJson(odd)] });
+invalid('hash-request-beyond-volume', 'HASH_REQUEST of 512 bytes at 1 MiB on a 1 MiB volume', hashRequest(0x20, 1048576, 512, EPOCH), 'ends beyond the volume size',
+  { limits: oneMiB, fields: [{ type: 'HASH_REQUEST', tag: 0x20, offsetBytes: 1048576, lengthBytes: 512, epoch: id(EPOCH) }] });
 
 process.stdout.write(
   JSON.stringify(
