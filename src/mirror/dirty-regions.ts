@@ -1,7 +1,14 @@
+/** Number of set bits of every byte value (popcount table for fromBytes). */
+const BITS_SET_PER_BYTE: Uint8Array = (() => {
+  const table = new Uint8Array(256);
+  for (let b = 1; b < 256; b++) table[b] = (b & 1) + table[b >>> 1]!;
+  return table;
+})();
+
 /**
  * Which regions of the volume the peer is missing: a bitmap with one bit per region of
- * `regionBytes` (a power of two). In memory for now; the crash-safe on-disk copy is the
- * metadata file's job.
+ * `regionBytes` (a power of two). The crash-safe on-disk copy is the metadata file's job
+ * (src/meta, via toBytes/fromBytes).
  */
 export class DirtyRegions {
   private readonly bits: Uint8Array;
@@ -66,6 +73,36 @@ export class DirtyRegions {
       if (this.isDirty(r)) return r;
     }
     return -1;
+  }
+
+  /** Size of the bitmap in bytes (one bit per region, region r at bit r&7 of byte r>>3). */
+  get byteLength(): number {
+    return this.bits.length;
+  }
+
+  /** A copy of the bitmap bytes, for the metadata file (layout: docs/metadata.md). */
+  toBytes(): Uint8Array {
+    return this.bits.slice();
+  }
+
+  /**
+   * Rebuild from bytes made by toBytes; throws RangeError if the length is wrong or a bit past the
+   * last region is set (the caller treats both as a corrupt copy).
+   */
+  static fromBytes(volumeSizeBytes: number, regionBytes: number, bytes: Uint8Array): DirtyRegions {
+    const regions = new DirtyRegions(volumeSizeBytes, regionBytes);
+    if (bytes.length !== regions.bits.length) {
+      throw new RangeError(`bitmap has ${bytes.length} bytes; ${regions.regionCount} regions need ${regions.bits.length}`);
+    }
+    const tailBits = regions.regionCount & 7;
+    if (tailBits !== 0 && (bytes[bytes.length - 1]! >>> tailBits) !== 0) {
+      throw new RangeError(`bitmap has bits set past the last region ${regions.regionCount - 1}`);
+    }
+    regions.bits.set(bytes);
+    let count = 0;
+    for (let i = 0; i < bytes.length; i++) count += BITS_SET_PER_BYTE[bytes[i]!]!;
+    regions.dirtyCount = count;
+    return regions;
   }
 
   /** Byte range of one region, clipped to the volume. */
