@@ -5,7 +5,11 @@
 import * as assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
+  BITMAP_CHUNK_REGIONS_MAX,
+  BitmapAssembler,
+  BitmapFlag,
   EXTENT_LENGTH_BYTES_MAX,
+  HASH_LENGTH_BYTES_MAX,
   FrameReader,
   HEAD_BYTES,
   INLINE_SECTORS_MAX,
@@ -14,11 +18,13 @@ import {
   TAG_MAX,
   crc32c,
   decodeMessage,
+  encodeBitmapChunks,
   decodeStream,
   encodeMessage,
   messageToJson,
   validateMessage,
   verifyInlineWrite,
+  type BitmapMessage,
   type Frame,
   type HelloFields,
   type WireMessage,
@@ -105,6 +111,47 @@ const largeUnit: fc.Arbitrary<Unit> = fc
     ];
   });
 
+/** A bitmap of totalRegions bits, random, with the bits past totalRegions clear. */
+function randomBitmap(totalRegions: number): fc.Arbitrary<Uint8Array> {
+  const bytes = Math.ceil(totalRegions / 8);
+  return fc.uint8Array({ minLength: bytes, maxLength: bytes }).map((b) => {
+    if (totalRegions % 8) b[bytes - 1]! &= (1 << (totalRegions % 8)) - 1;
+    return b;
+  });
+}
+
+/** One valid BITMAP chunk anywhere in a bitmap of up to 2^32 regions. */
+const bitmapChunk: fc.Arbitrary<WireMessage> = fc
+  .record({
+    tag,
+    regionShift: fc.integer({ min: 12, max: 26 }),
+    firstByte: fc.integer({ min: 0, max: 2 ** 29 - BITMAP_CHUNK_REGIONS_MAX / 8 }),
+    regionCount: fc.integer({ min: 1, max: BITMAP_CHUNK_REGIONS_MAX }),
+    spare: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 2 ** 20 })),
+  })
+  .chain((r) => randomBitmap(r.regionCount).map((bits) => ({ r, bits })))
+  .map(({ r, bits }) => {
+    const firstRegion = r.firstByte * 8;
+    const totalRegions = Math.min(2 ** 32, firstRegion + r.regionCount + r.spare);
+    const regionCount = totalRegions - firstRegion < r.regionCount ? totalRegions - firstRegion : r.regionCount;
+    const trimmed = Buffer.from(bits.subarray(0, Math.ceil(regionCount / 8)));
+    if (regionCount % 8) trimmed[trimmed.length - 1]! &= (1 << (regionCount % 8)) - 1;
+    const bitmapFlags = firstRegion + regionCount === totalRegions ? BitmapFlag.Last : 0;
+    return { type: MessageType.Bitmap, tag: r.tag, firstRegion, regionCount, regionBytes: 2 ** r.regionShift, bitmapFlags, totalRegions, bits: trimmed };
+  });
+
+const hashRequest = fc.record({
+  tag,
+  offsetBytes: fc.integer({ min: 0, max: Math.floor(Number.MAX_SAFE_INTEGER / SECTOR_BYTES) }).map((s) => s * SECTOR_BYTES),
+  lengthBytes: fc.integer({ min: 1, max: HASH_LENGTH_BYTES_MAX / SECTOR_BYTES }).map((s) => s * SECTOR_BYTES),
+  epoch: u64,
+});
+
+const hashReply = fc.oneof(
+  fc.record({ tag, rangeCrc32c: fc.integer({ min: 0, max: 0xffffffff }) }).map((r) => ({ type: MessageType.HashReply, status: 0, ...r })),
+  fc.record({ tag, status: fc.integer({ min: 1, max: 2 }) }).map((r) => ({ type: MessageType.HashReply, rangeCrc32c: 0, ...r })),
+);
+
 /** Every message type, each unit in the order it must travel. */
 const unit: fc.Arbitrary<Unit> = fc.oneof(
   single(fc.record({ tag, h: helloFields }).map(({ tag: t, h }) => ({ type: MessageType.Hello, tag: t, ...h }))),
@@ -118,6 +165,10 @@ const unit: fc.Arbitrary<Unit> = fc.oneof(
   single(extent.map((e) => ({ type: MessageType.WriteZeroes, ...e }))),
   single(fc.record({ tag, nonce: u64 }).map((r) => ({ type: MessageType.Ping, ...r }))),
   single(fc.record({ tag, nonce: u64 }).map((r) => ({ type: MessageType.Pong, ...r }))),
+  single(bitmapChunk),
+  single(hashRequest.map((r) => ({ type: MessageType.HashRequest, ...r }))),
+  single(hashReply),
+  single(fc.record({ tag, generation: u64 }).map((r) => ({ type: MessageType.ResyncDone, ...r }))),
 );
 
 function encodeUnits(units: Unit[]): Buffer {
@@ -241,9 +292,51 @@ describe(`wire properties (fast-check seed ${SEED})`, () => {
     );
   });
 
+  it('splits any bitmap into chunks that frame, decode and reassemble to the same bitmap', () => {
+    const bitmapCase = fc
+      .record({ totalRegions: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 3 * BITMAP_CHUNK_REGIONS_MAX })), chunkBytes: fc.integer({ min: 1, max: BITMAP_CHUNK_REGIONS_MAX / 8 }) })
+      .chain((r) => randomBitmap(r.totalRegions).map((bitmap) => ({ ...r, bitmap })));
+    check(
+      fc.property(bitmapCase, fc.integer({ min: 12, max: 26 }), ({ totalRegions, chunkBytes, bitmap }, regionShift) => {
+        const chunks = encodeBitmapChunks(bitmap, totalRegions, 2 ** regionShift, chunkBytes * 8);
+        const decoded = decodeStream(Buffer.concat(chunks));
+        assert.ok(decoded.ok, decoded.ok ? '' : decoded.reason);
+        const assembler = new BitmapAssembler();
+        for (const d of decoded.value) {
+          assert.ok(!assembler.complete);
+          const added = assembler.add(d.message as BitmapMessage);
+          assert.ok(added.ok, added.ok ? '' : added.reason);
+          const valid = validateMessage(d.message, { volumeSizeBytes: totalRegions * 2 ** regionShift, inlineThresholdBytes: 32768 });
+          assert.ok(valid.ok, valid.ok ? '' : valid.reason);
+        }
+        const received = assembler.result();
+        assert.ok(received);
+        assert.equal(received.totalRegions, totalRegions);
+        assert.equal(Buffer.from(received.bitmap).toString('hex'), Buffer.from(bitmap).toString('hex'));
+      }),
+      200,
+    );
+  });
+
+  it('rejects, or decodes to different fields, every single-bit flip of a BITMAP, HASH_REPLY or RESYNC_DONE', () => {
+    const message = fc.oneof(bitmapChunk, hashReply, fc.record({ tag, generation: u64 }).map((r): WireMessage => ({ type: MessageType.ResyncDone, ...r })));
+    check(
+      fc.property(message, fc.nat(), (m, bitSeed) => {
+        const bytes = Buffer.from(encodeMessage(m));
+        const bit = bitSeed % (bytes.length * 8);
+        bytes[bit >>> 3]! ^= 1 << (bit & 7);
+        const decoded = decodeStream(bytes);
+        if (!decoded.ok) return;
+        const again = decoded.value.map((d) => JSON.stringify(messageToJson(d.message)));
+        assert.ok(again.length !== 1 || again[0] !== JSON.stringify(messageToJson(m)), `bit ${bit} flipped but decoded the same`);
+      }),
+      1000,
+    );
+  });
+
   it('never throws on random bytes, including ones shaped like real heads', () => {
     const shaped = fc
-      .record({ type: fc.integer({ min: 0, max: 63 }), bodyLength: fc.constantFrom(24, 88, 89, 0, 4096, 4097), rest: fc.uint8Array({ minLength: 16, maxLength: 400 }) })
+      .record({ type: fc.oneof(fc.integer({ min: 0, max: 63 }), fc.integer({ min: 13, max: 16 })), bodyLength: fc.constantFrom(24, 25, 27, 88, 89, 0, 4096, 4097), rest: fc.uint8Array({ minLength: 16, maxLength: 400 }) })
       .map(({ type, bodyLength, rest }) => {
         const b = Buffer.from(rest);
         b[0] = 0x40 | type;
