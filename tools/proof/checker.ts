@@ -23,6 +23,9 @@ exit: 0 all present, 1 lost or corrupt writes, 2 usage, 5 NBD export unreachable
 /** Findings listed per category in the text summary; --json lists all. */
 export const MAX_FINDINGS_PRINTED = 50;
 
+/** Upper bound on waiting for output to drain after the work is done. */
+const LINGER_BEFORE_EXIT_MS = 10_000;
+
 const OPTION_KINDS = { log: 'string', image: 'string', uri: 'string', socket: 'string', require: 'string', json: 'flag', help: 'flag' } as const;
 
 /** One finding as a summary line. */
@@ -38,7 +41,7 @@ function formatReport(report: CheckReport, logPath: string, source: string): str
     `${report.flushesInLog} flushes, torn tail lines ${report.logTornTailLines}\n` +
     `replica: ${source}\n` +
     `required (${report.mode}): ${report.writesRequired} writes over ${report.blocksChecked} blocks checked\n` +
-    `ok ${report.blocksOk} (holding a later unacknowledged write: ${report.blocksNewer}), lost ${report.lost.length}, ` +
+    `ok ${report.blocksOk} (holding a later write than required: ${report.blocksNewer}), lost ${report.lost.length}, ` +
     `corrupt ${report.corrupt.length}, torn unacknowledged ${report.tornUnacknowledged.length}\n`;
   const list = (label: string, findings: BlockFinding[]): void => {
     for (const f of findings.slice(0, MAX_FINDINGS_PRINTED)) out += findingLine(label, f);
@@ -131,10 +134,16 @@ export async function runChecker(argv: readonly string[]): Promise<number> {
   return exitCode;
 }
 
+/** Sets the exit code and lets stdout drain (a large --json would be cut by process.exit); forces the exit if something lingers. */
+function exitWhenFlushed(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), LINGER_BEFORE_EXIT_MS).unref();
+}
+
 /** Entry point: runs and exits with the code; usage errors print the usage. */
 function main(): void {
   runChecker(process.argv.slice(2)).then(
-    (code) => process.exit(code),
+    (code) => exitWhenFlushed(code),
     (error: unknown) => {
       if (error instanceof UsageError) {
         process.stderr.write(`proof-checker: ${error.message}\n${USAGE}`);

@@ -31,6 +31,9 @@ export const DEFAULT_FLUSH_EVERY_WRITES = 256;
 /** Longest --duration accepted (one week): anything longer is a typo. */
 const MAX_DURATION_SECONDS = 7 * 24 * 3600;
 
+/** Upper bound on waiting for output to drain after the work is done. */
+const LINGER_BEFORE_EXIT_MS = 10_000;
+
 const OPTION_KINDS = {
   uri: 'string',
   socket: 'string',
@@ -140,10 +143,16 @@ export async function runWriter(argv: readonly string[]): Promise<number> {
   return reportEnd(result, logPath, Date.now() - startedMs);
 }
 
+/** Sets the exit code and lets stdout drain (a large --json would be cut by process.exit); forces the exit if something lingers. */
+function exitWhenFlushed(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), LINGER_BEFORE_EXIT_MS).unref();
+}
+
 /** Entry point: runs and exits with the code; usage errors print the usage. */
 function main(): void {
   runWriter(process.argv.slice(2)).then(
-    (code) => process.exit(code),
+    (code) => exitWhenFlushed(code),
     (error: unknown) => {
       if (error instanceof UsageError) {
         say(error.message);
