@@ -272,4 +272,14 @@ describe('wire: spec examples', () => {
       else assert.equal(hex, vector!.hex, `${name}: doc hex equals the vector`);
     }
   });
+
+  it('the spec lists every message type in section 4 and every invalid vector with its reason', () => {
+    const doc = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'wire-format.md'), 'utf8');
+    for (const t of Object.values(MessageType)) assert.match(doc, new RegExp(`\\n\\| ${t} \\| ${typeName(t)} \\|`), `section 4 row for ${typeName(t)}`);
+    for (const v of VECTORS.filter((x) => !x.valid)) {
+      const row = doc.split('\n').find((line) => line.startsWith(`| ${v.name} |`));
+      assert.ok(row, `invalid vector ${v.name} is in the spec table`);
+      assert.ok(row.trimEnd().endsWith(`| ${v.reason} |`), `${v.name}: spec reason matches "${v.reason}"`);
+    }
+  });
 });
