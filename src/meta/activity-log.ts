@@ -1,65 +1,66 @@
 /**
- * The activity log: the regions that may have writes in flight (DRBD's "hot extents"). After a
- * crash of a primary, exactly these regions may differ from the peer, so they are the ones a
- * resync must copy even if the dirty bitmap does not name them. Bounded by ACTIVITY_LOG_CAPACITY.
+ * The persistent activity log: the extents of the volume that may have writes in flight (DRBD's
+ * "hot extents"). After a crash of a primary, exactly these extents may differ from the peer, so a
+ * resync must copy them even if the dirty bitmap does not name them. Extent e covers bytes
+ * [e × extentBytes, (e+1) × extentBytes) of the volume. Bounded by ACTIVITY_LOG_CAPACITY: the
+ * caller evicts a cold extent (and persists) before adding one to a full log.
  */
 import { ACTIVITY_LOG_CAPACITY } from './layout';
 
 export class ActivityLog {
   /** Insertion order is kept so the on-disk list is stable across rewrites. */
-  private readonly regions = new Set<number>();
+  private readonly extents = new Set<number>();
 
   constructor(
-    /** Regions of the volume; valid region numbers are 0 .. regionCount-1. */
-    readonly regionCount: number,
+    /** Extents of the volume; valid extent numbers are 0 .. extentCount-1. */
+    readonly extentCount: number,
     readonly capacity: number = ACTIVITY_LOG_CAPACITY,
     initial: readonly number[] = [],
   ) {
-    for (const region of initial) {
-      if (!this.add(region)) throw new RangeError(`activity log holds at most ${capacity} regions`);
+    for (const extent of initial) this.add(extent);
+  }
+
+  /** Adds an extent (no change if present). Throws RangeError when full: silently dropping it would lose a hot extent. */
+  add(extent: number): void {
+    this.checkExtent(extent);
+    if (this.extents.has(extent)) return;
+    if (this.extents.size >= this.capacity) {
+      throw new RangeError(`activity log is full (${this.capacity} extents): remove a cold extent before adding ${extent}`);
     }
+    this.extents.add(extent);
   }
 
-  /** Adds a region; false (and no change) when the log is full and the region is not in it yet. */
-  add(region: number): boolean {
-    this.checkRegion(region);
-    if (this.regions.has(region)) return true;
-    if (this.regions.size >= this.capacity) return false;
-    this.regions.add(region);
-    return true;
+  /** Removes an extent; false if it was not in the log. */
+  remove(extent: number): boolean {
+    this.checkExtent(extent);
+    return this.extents.delete(extent);
   }
 
-  /** Removes a region; false if it was not in the log. */
-  remove(region: number): boolean {
-    this.checkRegion(region);
-    return this.regions.delete(region);
+  has(extent: number): boolean {
+    return this.extents.has(extent);
   }
 
-  has(region: number): boolean {
-    return this.regions.has(region);
-  }
-
-  /** The regions in the order they were added. */
+  /** The extents in the order they were added. */
   list(): number[] {
-    return [...this.regions];
+    return [...this.extents];
   }
 
   clear(): void {
-    this.regions.clear();
+    this.extents.clear();
   }
 
   get size(): number {
-    return this.regions.size;
+    return this.extents.size;
   }
 
   get isFull(): boolean {
-    return this.regions.size >= this.capacity;
+    return this.extents.size >= this.capacity;
   }
 
-  /** Region numbers come from our own offset arithmetic: a bad one is a bug. */
-  private checkRegion(region: number): void {
-    if (!Number.isInteger(region) || region < 0 || region >= this.regionCount) {
-      throw new RangeError(`region ${region} is not between 0 and ${this.regionCount - 1}`);
+  /** Extent numbers come from our own offset arithmetic: a bad one is a bug. */
+  private checkExtent(extent: number): void {
+    if (!Number.isInteger(extent) || extent < 0 || extent >= this.extentCount) {
+      throw new RangeError(`activity log extent ${extent} is not between 0 and ${this.extentCount - 1}`);
     }
   }
 }

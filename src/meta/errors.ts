@@ -12,7 +12,7 @@ export type MetadataErrorCode =
   | 'META_VERSION'
   /** The file describes a volume of another size than the store it is opened for. */
   | 'META_SIZE_MISMATCH'
-  /** The file was made with another bitmap granularity than the one asked for. */
+  /** The file was made with another bitmap or activity-log granularity than the one asked for. */
   | 'META_REGION_MISMATCH'
   /** The file belongs to another store (store kind or inode differs, or the store was just created). */
   | 'META_STORE_MISMATCH'

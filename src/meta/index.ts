@@ -4,6 +4,9 @@ export { MetadataError, type MetadataErrorCode } from './errors';
 export { decodeImage, encodeFreshImage, SLOT_NAMES, type ChosenSlot, type SlotName } from './image';
 export {
   ACTIVITY_LOG_CAPACITY,
+  ACTIVITY_LOG_EXTENT_BYTES_DEFAULT,
+  ACTIVITY_LOG_EXTENT_BYTES_MAX,
+  ACTIVITY_LOG_EXTENT_BYTES_MIN,
   BITMAP_BYTES_MAX,
   FORMAT_VERSION,
   HEADER_BYTES,
@@ -12,6 +15,7 @@ export {
   REGION_BYTES_MAX,
   REGION_BYTES_MIN,
   SLOT_ALIGN_BYTES,
+  activityLogExtentCount,
   decodeSlot,
   encodeSlot,
   slotBytesFor,

@@ -5,6 +5,7 @@
  * if not, why.
  */
 import { VOLUME_BYTES_MAX } from '../limits';
+import type { Generations } from '../mirror/sync-decision';
 import { crc32c } from '../wire/crc32c';
 
 /** "BMIRMETA": the first 8 bytes of every slot. */
@@ -23,6 +24,12 @@ export const BITMAP_OFFSET = ACTIVITY_LOG_OFFSET + ACTIVITY_LOG_AREA_BYTES;
 export const REGION_BYTES_MIN = 4 * 1024;
 export const REGION_BYTES_MAX = 64 * 1024 * 1024;
 export const REGION_BYTES_DEFAULT = 64 * 1024;
+/** Activity log granularity bounds and default (DRBD's activity-log extent is 4 MiB too). */
+export const ACTIVITY_LOG_EXTENT_BYTES_MIN = 4 * 1024;
+export const ACTIVITY_LOG_EXTENT_BYTES_MAX = 1024 * 1024 * 1024;
+export const ACTIVITY_LOG_EXTENT_BYTES_DEFAULT = 4 * 1024 * 1024;
+/** Activity-log entries are u32 extent numbers. */
+const ACTIVITY_LOG_EXTENT_COUNT_MAX = 2 ** 32;
 /** Largest bitmap per slot (64 MiB = 2^29 regions: 32 TiB at the default 64 KiB regions). */
 export const BITMAP_BYTES_MAX = 64 * 1024 * 1024;
 
@@ -53,8 +60,9 @@ export const Offset = {
   ActivityLogOffset: 116,
   BitmapOffset: 120,
   BitmapBytes: 124,
+  ActivityLogExtentBytes: 128,
   /** First reserved byte; bytes up to HEADER_BYTES are written as zero and ignored on read. */
-  Reserved: 128,
+  Reserved: 132,
 } as const;
 
 /** Flags byte bits. */
@@ -70,18 +78,15 @@ const ROLE_CODES: Record<NodeRole, number> = { primary: 1, secondary: 2 };
 const DISK_STATE_CODES: Record<DiskState, number> = { upToDate: 1, outdated: 2, inconsistent: 3 };
 const STORE_KIND_CODES: Record<StoreKind, number> = { file: 1, blockDevice: 2 };
 
-export interface Generations {
-  current: bigint;
-  bitmap: bigint;
-  history0: bigint;
-  history1: bigint;
-}
+export type { Generations };
 
 /** Everything one slot holds. */
 export interface MetadataState {
   sequence: bigint;
   volumeSizeBytes: number;
   regionBytes: number;
+  /** Bytes of the volume one activity-log entry stands for. */
+  activityLogExtentBytes: number;
   nodeId: bigint;
   role: NodeRole;
   diskState: DiskState;
@@ -91,22 +96,39 @@ export interface MetadataState {
   storeKind: StoreKind;
   /** Inode number of a regular-file store; 0 for a block device. */
   storeInode: bigint;
+  /** Extent numbers (extent e covers bytes [e, e+1) × activityLogExtentBytes). */
   activityLog: readonly number[];
   bitmap: Uint8Array;
 }
 
 export const U64_MAX = 2n ** 64n - 1n;
 
+/** Whether n is a safe-integer power of two within [min, max]. */
+function isPowerOfTwoWithin(n: number, min: number, max: number): boolean {
+  return Number.isSafeInteger(n) && n >= min && n <= max && (n & (n - 1)) === 0;
+}
+
+/** Number of activity-log extents of a volume (the last one may be short). */
+export function activityLogExtentCount(volumeSizeBytes: number, activityLogExtentBytes: number): number {
+  return Math.ceil(volumeSizeBytes / activityLogExtentBytes);
+}
+
 /** Why a geometry is unusable, or undefined when it is fine (shared by create and decode). */
-export function geometryProblem(volumeSizeBytes: number, regionBytes: number): string | undefined {
+export function geometryProblem(volumeSizeBytes: number, regionBytes: number, activityLogExtentBytes: number): string | undefined {
   if (!Number.isSafeInteger(volumeSizeBytes) || volumeSizeBytes <= 0 || volumeSizeBytes > VOLUME_BYTES_MAX) {
     return `volume size ${volumeSizeBytes} is not between 1 and ${VOLUME_BYTES_MAX} bytes`;
   }
-  if (!Number.isSafeInteger(regionBytes) || regionBytes < REGION_BYTES_MIN || regionBytes > REGION_BYTES_MAX || (regionBytes & (regionBytes - 1)) !== 0) {
+  if (!isPowerOfTwoWithin(regionBytes, REGION_BYTES_MIN, REGION_BYTES_MAX)) {
     return `region size ${regionBytes} is not a power of two from ${REGION_BYTES_MIN} to ${REGION_BYTES_MAX} bytes`;
   }
   if (bitmapBytesFor(volumeSizeBytes, regionBytes) > BITMAP_BYTES_MAX) {
     return `a ${volumeSizeBytes}-byte volume at ${regionBytes}-byte regions needs a bitmap larger than ${BITMAP_BYTES_MAX} bytes; choose larger regions`;
+  }
+  if (!isPowerOfTwoWithin(activityLogExtentBytes, ACTIVITY_LOG_EXTENT_BYTES_MIN, ACTIVITY_LOG_EXTENT_BYTES_MAX)) {
+    return `activity log extent size ${activityLogExtentBytes} is not a power of two from ${ACTIVITY_LOG_EXTENT_BYTES_MIN} to ${ACTIVITY_LOG_EXTENT_BYTES_MAX} bytes`;
+  }
+  if (activityLogExtentCount(volumeSizeBytes, activityLogExtentBytes) > ACTIVITY_LOG_EXTENT_COUNT_MAX) {
+    return `a ${volumeSizeBytes}-byte volume has more than 2^32 activity log extents of ${activityLogExtentBytes} bytes; choose larger extents`;
   }
   return undefined;
 }
@@ -160,7 +182,8 @@ export function encodeSlot(state: MetadataState, target: Buffer, offset: number)
   slot.writeUInt32BE(ACTIVITY_LOG_OFFSET, Offset.ActivityLogOffset);
   slot.writeUInt32BE(BITMAP_OFFSET, Offset.BitmapOffset);
   slot.writeUInt32BE(bitmapBytes, Offset.BitmapBytes);
-  state.activityLog.forEach((region, i) => slot.writeUInt32BE(region, ACTIVITY_LOG_OFFSET + i * ACTIVITY_LOG_ENTRY_BYTES));
+  slot.writeUInt32BE(state.activityLogExtentBytes, Offset.ActivityLogExtentBytes);
+  state.activityLog.forEach((extent, i) => slot.writeUInt32BE(extent, ACTIVITY_LOG_OFFSET + i * ACTIVITY_LOG_ENTRY_BYTES));
   slot.set(state.bitmap, BITMAP_OFFSET);
   slot.writeUInt32BE(crc32c(slot.subarray(HEADER_BYTES)), Offset.BodyCrc);
   slot.writeUInt32BE(headerCrc(slot, 0, HEADER_BYTES), Offset.HeaderCrc);
@@ -214,7 +237,8 @@ export function decodeSlot(buf: Uint8Array, slotOffset: number, slotBytes: numbe
   if (volumeSize > BigInt(VOLUME_BYTES_MAX)) return fail(`volume size ${volumeSize} is too large`);
   const volumeSizeBytes = Number(volumeSize);
   const regionBytes = slot.readUInt32BE(Offset.RegionBytes);
-  const geometry = geometryProblem(volumeSizeBytes, regionBytes);
+  const activityLogExtentBytes = slot.readUInt32BE(Offset.ActivityLogExtentBytes);
+  const geometry = geometryProblem(volumeSizeBytes, regionBytes, activityLogExtentBytes);
   if (geometry !== undefined) return fail(geometry);
   if (slotBytesFor(volumeSizeBytes, regionBytes) !== slotBytes) return fail('slot size does not match volume and region size');
   const bitmapBytes = bitmapBytesFor(volumeSizeBytes, regionBytes);
@@ -235,16 +259,17 @@ export function decodeSlot(buf: Uint8Array, slotOffset: number, slotBytes: numbe
   if (nodeId === 0n) return fail('node id is 0');
 
   const regionCount = Math.ceil(volumeSizeBytes / regionBytes);
+  const extentCount = activityLogExtentCount(volumeSizeBytes, activityLogExtentBytes);
   const activityLogCount = slot.readUInt32BE(Offset.ActivityLogCount);
   if (activityLogCount > ACTIVITY_LOG_CAPACITY) return fail(`activity log count ${activityLogCount} exceeds ${ACTIVITY_LOG_CAPACITY}`);
   const activityLog: number[] = [];
   const seen = new Set<number>();
   for (let i = 0; i < activityLogCount; i++) {
-    const region = slot.readUInt32BE(ACTIVITY_LOG_OFFSET + i * ACTIVITY_LOG_ENTRY_BYTES);
-    if (region >= regionCount) return fail(`activity log region ${region} is past the last region ${regionCount - 1}`);
-    if (seen.has(region)) return fail(`activity log lists region ${region} twice`);
-    seen.add(region);
-    activityLog.push(region);
+    const extent = slot.readUInt32BE(ACTIVITY_LOG_OFFSET + i * ACTIVITY_LOG_ENTRY_BYTES);
+    if (extent >= extentCount) return fail(`activity log extent ${extent} is past the last extent ${extentCount - 1}`);
+    if (seen.has(extent)) return fail(`activity log lists extent ${extent} twice`);
+    seen.add(extent);
+    activityLog.push(extent);
   }
   const bitmap = new Uint8Array(slot.subarray(BITMAP_OFFSET, BITMAP_OFFSET + bitmapBytes));
   const tailBits = regionCount & 7;
@@ -256,6 +281,7 @@ export function decodeSlot(buf: Uint8Array, slotOffset: number, slotBytes: numbe
       sequence: slot.readBigUInt64BE(Offset.Sequence),
       volumeSizeBytes,
       regionBytes,
+      activityLogExtentBytes,
       nodeId,
       role,
       diskState,

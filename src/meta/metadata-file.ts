@@ -8,12 +8,14 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { DirtyRegions } from '../mirror/dirty-regions';
-import { GENERATION_EMPTY, randomId64 } from '../mirror/hello';
+import { randomId64 } from '../mirror/hello';
+import { GENERATION_EMPTY, GENERATION_NONE } from '../mirror/sync-decision';
 import { assert } from '../util/assert';
 import { ActivityLog } from './activity-log';
 import { MetadataError } from './errors';
 import { SLOT_COUNT, SLOT_NAMES, decodeImage, encodeFreshImage, type ChosenSlot, type SlotName } from './image';
 import {
+  ACTIVITY_LOG_EXTENT_BYTES_DEFAULT,
   BITMAP_BYTES_MAX,
   BITMAP_OFFSET,
   HEADER_BYTES,
@@ -21,6 +23,7 @@ import {
   REGION_BYTES_DEFAULT,
   SLOT_ALIGN_BYTES,
   U64_MAX,
+  activityLogExtentCount,
   bitmapBytesFor,
   encodeSlot,
   geometryProblem,
@@ -49,6 +52,8 @@ export interface OpenMetadataOptions {
   storeCreated: boolean;
   /** Bitmap granularity for a new file (default 64 KiB); if given for an existing file it must match. */
   regionBytes?: number;
+  /** Activity-log extent size for a new file (default 4 MiB); if given for an existing file it must match. */
+  activityLogExtentBytes?: number;
   /** Disk state of a freshly created file (default 'inconsistent'). */
   initialDiskState?: DiskState;
   /** Role of a freshly created file (default 'secondary'). */
@@ -59,6 +64,8 @@ export interface CreateMetadataOptions {
   volumeSizeBytes: number;
   /** Bitmap granularity (default 64 KiB). */
   regionBytes?: number;
+  /** Activity-log extent size (default 4 MiB). */
+  activityLogExtentBytes?: number;
   diskState: DiskState;
   /** Default 'secondary'. */
   role?: NodeRole;
@@ -85,9 +92,11 @@ export class MetadataFile {
   readonly storePath: string;
   readonly volumeSizeBytes: number;
   readonly regionBytes: number;
+  /** Bytes of the volume one activity-log entry stands for. */
+  readonly activityLogExtentBytes: number;
   /** Regions the peer misses; persisted with every write. */
   readonly dirty: DirtyRegions;
-  /** Regions that may have writes in flight; persisted with every write. */
+  /** Extents that may have writes in flight; persisted with every write. */
   readonly activityLog: ActivityLog;
   /** This open() or create() wrote a new file (rather than loading an existing one). */
   readonly created: boolean;
@@ -136,7 +145,16 @@ export class MetadataFile {
             `or create new metadata explicitly (which forces a full sync from the peer)`,
         );
       }
-      const state = freshState(path, options.volumeSizeBytes, regionBytes, options.initialRole ?? 'secondary', options.initialDiskState ?? 'inconsistent', store, true);
+      const state = freshState(path, {
+        volumeSizeBytes: options.volumeSizeBytes,
+        regionBytes,
+        activityLogExtentBytes: options.activityLogExtentBytes ?? ACTIVITY_LOG_EXTENT_BYTES_DEFAULT,
+        role: options.initialRole ?? 'secondary',
+        diskState: options.initialDiskState ?? 'inconsistent',
+        store,
+        // The store holds only zeroes: its content is known.
+        currentGeneration: GENERATION_EMPTY,
+      });
       return MetadataFile.fromFreshFile(path, storePath, state);
     }
     if (options.storeCreated) {
@@ -154,13 +172,23 @@ export class MetadataFile {
 
   /**
    * Write new metadata for a store, replacing any existing file (atomically, by rename): the
-   * explicit "--force-new-metadata". The new file has a new node id and generation 0 (empty store),
-   * so the peer treats this node as knowing nothing: a full sync follows.
+   * explicit "--force-new-metadata". The new file has a new node id and current generation
+   * GENERATION_NONE (0, "content unknown"): the peer never takes this node's data as a source,
+   * and a full sync into it follows.
    */
   static create(storePath: string, options: CreateMetadataOptions): MetadataFile {
     const path = MetadataFile.pathFor(storePath);
     const store = identifyStore(storePath, path);
-    const state = freshState(path, options.volumeSizeBytes, options.regionBytes ?? REGION_BYTES_DEFAULT, options.role ?? 'secondary', options.diskState, store, false);
+    const state = freshState(path, {
+      volumeSizeBytes: options.volumeSizeBytes,
+      regionBytes: options.regionBytes ?? REGION_BYTES_DEFAULT,
+      activityLogExtentBytes: options.activityLogExtentBytes ?? ACTIVITY_LOG_EXTENT_BYTES_DEFAULT,
+      role: options.role ?? 'secondary',
+      diskState: options.diskState,
+      store,
+      // Whatever the store holds is unknown: it must be replaced entirely by a full sync.
+      currentGeneration: GENERATION_NONE,
+    });
     return MetadataFile.fromFreshFile(path, storePath, state);
   }
 
@@ -179,8 +207,9 @@ export class MetadataFile {
     this.created = created;
     this.volumeSizeBytes = state.volumeSizeBytes;
     this.regionBytes = state.regionBytes;
+    this.activityLogExtentBytes = state.activityLogExtentBytes;
     this.dirty = DirtyRegions.fromBytes(state.volumeSizeBytes, state.regionBytes, state.bitmap);
-    this.activityLog = new ActivityLog(this.dirty.regionCount, undefined, state.activityLog);
+    this.activityLog = new ActivityLog(activityLogExtentCount(state.volumeSizeBytes, state.activityLogExtentBytes), undefined, state.activityLog);
     this.stateNodeId = state.nodeId;
     this.stateRole = state.role;
     this.stateDiskState = state.diskState;
@@ -310,6 +339,7 @@ export class MetadataFile {
       sequence: this.latestSequence,
       volumeSizeBytes: this.volumeSizeBytes,
       regionBytes: this.regionBytes,
+      activityLogExtentBytes: this.activityLogExtentBytes,
       nodeId: this.stateNodeId,
       role: this.stateRole,
       diskState: this.stateDiskState,
@@ -432,26 +462,38 @@ function openForUpdate(path: string): number {
   return fs.openSync(path, 'r+');
 }
 
-/** The state of brand-new metadata: random node id, generation 0 (empty store), epoch 1. */
-function freshState(path: string, volumeSizeBytes: number, regionBytes: number, role: NodeRole, diskState: DiskState, store: StoreIdentity, cleanShutdown: boolean): MetadataState {
-  const problem = geometryProblem(volumeSizeBytes, regionBytes);
+interface FreshMetadata {
+  volumeSizeBytes: number;
+  regionBytes: number;
+  activityLogExtentBytes: number;
+  role: NodeRole;
+  diskState: DiskState;
+  store: StoreIdentity;
+  currentGeneration: bigint;
+}
+
+/** The state of brand-new metadata: random node id, the given current generation, epoch 1, nothing dirty. */
+function freshState(path: string, fresh: FreshMetadata): MetadataState {
+  const problem = geometryProblem(fresh.volumeSizeBytes, fresh.regionBytes, fresh.activityLogExtentBytes);
   if (problem !== undefined) throw new MetadataError('META_GEOMETRY', path, problem);
-  assert(NODE_ROLES.includes(role), `unknown role ${String(role)}`);
-  assert(DISK_STATES.includes(diskState), `unknown disk state ${String(diskState)}`);
+  assert(NODE_ROLES.includes(fresh.role), `unknown role ${String(fresh.role)}`);
+  assert(DISK_STATES.includes(fresh.diskState), `unknown disk state ${String(fresh.diskState)}`);
   return {
     sequence: 1n,
-    volumeSizeBytes,
-    regionBytes,
+    volumeSizeBytes: fresh.volumeSizeBytes,
+    regionBytes: fresh.regionBytes,
+    activityLogExtentBytes: fresh.activityLogExtentBytes,
     nodeId: randomId64(),
-    role,
-    diskState,
-    generations: { current: GENERATION_EMPTY, bitmap: 0n, history0: 0n, history1: 0n },
+    role: fresh.role,
+    diskState: fresh.diskState,
+    generations: { current: fresh.currentGeneration, bitmap: GENERATION_NONE, history0: GENERATION_NONE, history1: GENERATION_NONE },
     epoch: 1n,
-    cleanShutdown,
-    storeKind: store.kind,
-    storeInode: store.inode,
+    // Nothing was ever written through this metadata, so nothing can be in flight.
+    cleanShutdown: true,
+    storeKind: fresh.store.kind,
+    storeInode: fresh.store.inode,
     activityLog: [],
-    bitmap: new Uint8Array(bitmapBytesFor(volumeSizeBytes, regionBytes)),
+    bitmap: new Uint8Array(bitmapBytesFor(fresh.volumeSizeBytes, fresh.regionBytes)),
   };
 }
 
@@ -485,6 +527,13 @@ function checkMatchesStore(state: MetadataState, path: string, storePath: string
   }
   if (options.regionBytes !== undefined && options.regionBytes !== state.regionBytes) {
     throw new MetadataError('META_REGION_MISMATCH', path, `it uses ${state.regionBytes}-byte regions, not the ${options.regionBytes} asked for`);
+  }
+  if (options.activityLogExtentBytes !== undefined && options.activityLogExtentBytes !== state.activityLogExtentBytes) {
+    throw new MetadataError(
+      'META_REGION_MISMATCH',
+      path,
+      `it uses ${state.activityLogExtentBytes}-byte activity log extents, not the ${options.activityLogExtentBytes} asked for`,
+    );
   }
   if (state.storeKind !== store.kind) {
     throw new MetadataError('META_STORE_MISMATCH', path, `it was made for a ${state.storeKind} store but ${storePath} is a ${store.kind}`);
