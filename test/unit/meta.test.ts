@@ -17,8 +17,10 @@ import {
   MetadataError,
   MetadataFile,
   REGION_BYTES_DEFAULT,
+  encodeSlot,
   slotBytesFor,
   type MetadataErrorCode,
+  type MetadataState,
 } from '../../src/meta';
 import { Offset } from '../../src/meta/layout';
 import { crc32c } from '../../src/wire/crc32c';
@@ -442,6 +444,48 @@ describe('metadata file', () => {
     assert.throws(() => (meta.role = 'leader' as never));
     assert.throws(() => (meta.diskState = 'fine' as never));
     meta.close();
+  });
+});
+
+describe('metadata slot layout', () => {
+  it('encodes the example of docs/metadata.md byte for byte', () => {
+    const bitmap = new Uint8Array(2048);
+    bitmap[0] = 0x81;
+    const state: MetadataState = {
+      sequence: 3n,
+      volumeSizeBytes: 2 ** 30,
+      regionBytes: 65536,
+      activityLogExtentBytes: 4 * 1024 * 1024,
+      nodeId: 0x0123456789abcdefn,
+      role: 'primary',
+      diskState: 'upToDate',
+      generations: { current: 0x1111111111111111n, bitmap: 0n, history0: 0x2222222222222222n, history1: 0n },
+      epoch: 2n,
+      cleanShutdown: true,
+      storeKind: 'file',
+      storeInode: 131074n,
+      activityLog: [5, 0],
+      bitmap,
+    };
+    const slotBytes = slotBytesFor(state.volumeSizeBytes, state.regionBytes);
+    assert.equal(slotBytes, 8192);
+    const slot = Buffer.alloc(slotBytes);
+    encodeSlot(state, slot, 0);
+    const expectedHeader =
+      '424d49524d455441000000010000020' + '0' +
+      '5bedbe95f1f12c750000000000000003' +
+      '00002000000100000000000040000000' +
+      '0123456789abcdef0000000000000002' +
+      '11111111111111110000000000000000' +
+      '22222222222222220000000000000000' +
+      '00000000000200020101010100000400' +
+      '00000002000002000000120000000800' +
+      '00400000';
+    assert.equal(slot.subarray(0, 132).toString('hex'), expectedHeader);
+    assert.ok(slot.subarray(132, HEADER_BYTES).every((b) => b === 0), 'reserved bytes are zero');
+    assert.equal(slot.subarray(512, 520).toString('hex'), '0000000500000000');
+    assert.equal(slot.subarray(4608, 4610).toString('hex'), '8100');
+    assert.equal(slotBytesFor(2 ** 40, 65536), 2_105_344);
   });
 });
 
