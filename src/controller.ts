@@ -34,6 +34,13 @@ export interface BlockRequest {
  */
 export interface Replicator {
   replicate(request: BlockRequest, done: (nbdError: number) => void): void;
+  /**
+   * Optional: runs before a modifying request touches either node (e.g. a durable activity-log or
+   * out-of-sync bitmap update). Returns undefined when nothing had to wait, else a promise.
+   */
+  prepareWrite?(request: BlockRequest): Promise<void> | undefined;
+  /** Optional: the modifying request is finished on both nodes (or recorded as out of sync). */
+  finishWrite?(request: BlockRequest): void;
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -45,6 +52,8 @@ export class Controller {
   private replicator: Replicator | undefined;
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Modifying requests waiting for prepareWrite, in arrival order (so the gate sees arrival order). */
+  private preparing: { request: BlockRequest; go: () => void; ready: boolean }[] = [];
 
   constructor(
     private readonly store: LocalStore,
@@ -114,9 +123,39 @@ export class Controller {
       this.runLocalOrReplicated(request, finish, undefined);
       return;
     }
-    this.writeGate.enter(request.offsetBytes, request.lengthBytes, (release) =>
-      this.runLocalOrReplicated(request, finish, release),
-    );
+    const enterGate = (): void =>
+      this.writeGate.enter(request.offsetBytes, request.lengthBytes, (release) =>
+        this.runLocalOrReplicated(request, finish, release),
+      );
+    this.prepareInOrder(request, enterGate);
+  }
+
+  /** Run the replicator's prepareWrite, keeping arrival order for the write gate. */
+  private prepareInOrder(request: BlockRequest, go: () => void): void {
+    const pending = this.replicator?.prepareWrite?.(request);
+    if (pending === undefined && this.preparing.length === 0) {
+      go();
+      return;
+    }
+    const entry = { request, go, ready: pending === undefined };
+    this.preparing.push(entry);
+    if (pending !== undefined) {
+      pending.then(
+        () => {
+          entry.ready = true;
+          this.drainPrepared();
+        },
+        (error: Error) => {
+          this.log.error(`preparing a write failed: ${error.message}`);
+          entry.ready = true;
+          this.drainPrepared();
+        },
+      );
+    }
+  }
+
+  private drainPrepared(): void {
+    while (this.preparing.length > 0 && this.preparing[0]!.ready) this.preparing.shift()!.go();
   }
 
   /** Reads stay local; everything else also goes to the replicator when one is attached. */
@@ -140,7 +179,11 @@ export class Controller {
       pending -= 1;
       if (pending === 0) finish(result);
     };
-    this.replicator!.replicate(request, settle);
+    const replicator = this.replicator!;
+    replicator.replicate(request, (e) => {
+      replicator.finishWrite?.(request);
+      settle(e);
+    });
     this.runLocal(request, (local) => {
       localDone?.();
       settle(P.nbdErrorFromErrno(local));

@@ -6,7 +6,7 @@ import { flag, optionalString, parseHostPort, parseOptions, requireString, Usage
 import { parseSizeBytes } from '../util/size';
 import { defaultControlPath } from '../control/protocol';
 import { sendControlRequest } from '../control/client';
-import { NodeRuntime, type MirrorOptions, type NodeOptions } from '../node/runtime';
+import { NodeRuntime, type PairOptions, type NodeOptions } from '../node/runtime';
 import { INLINE_THRESHOLD_DEFAULT_BYTES, INLINE_THRESHOLD_MAX_BYTES, INLINE_THRESHOLD_MIN_BYTES, SECTOR_BYTES } from '../wire';
 import { loadNative } from '../native';
 import { setLogLevel } from '../util/log';
@@ -25,8 +25,15 @@ commands:
         [--nbd-listen HOST:PORT] [--mode sync|async] [--inline-threshold BYTES] [--async-window BYTES]
         [--region-size BYTES] [--keepalive-timeout MS] [--control PATH]
                                            serve the volume and mirror every write to the secondary
-  secondary --store PATH [--size BYTES] --listen HOST:PORT [--keepalive-timeout MS] [--control PATH]
-                                           keep a replica of the primary's volume
+  secondary --store PATH [--size BYTES] --listen HOST:PORT [--peer HOST:PORT] [--nbd-socket PATH]
+        [--keepalive-timeout MS] [--control PATH]
+                                           keep a replica of the primary's volume (--peer and --nbd-socket
+                                           are used once promoted)
+  pair options: [--region-size BYTES] [--resync-rate BYTES/s] [--resync-checksum] [--force-new-metadata]
+  promote --control PATH [--force]         make a secondary primary (refused while its peer is primary)
+  demote --control PATH                    make a primary secondary (stops serving)
+  verify --control PATH [--resync] [--json] compare every region with the peer; --resync repairs mismatches
+  resolve --control PATH --discard-my-data split brain: save this node's changes to a file, then resync from the peer
   detach --device /dev/nbdN                disconnect a kernel NBD device
   status --control PATH [--json]           print a running node's status
 
@@ -50,6 +57,9 @@ const NODE_OPTIONS: OptionSpec = {
   'async-window': 'string',
   'region-size': 'string',
   'keepalive-timeout': 'string',
+  'resync-rate': 'string',
+  'resync-checksum': 'boolean',
+  'force-new-metadata': 'boolean',
 };
 
 /** Entry point used by bin/blockmirror. */
@@ -86,6 +96,17 @@ async function run(command: string | undefined, args: string[]): Promise<number 
       return detach(args);
     case 'status':
       return status(args);
+    case 'promote':
+      return controlCommand(args, 'promote', { force: 'boolean' }, (o) => ({ force: flag(o, 'force') }));
+    case 'demote':
+      return controlCommand(args, 'demote', {}, () => ({}));
+    case 'verify':
+      return controlCommand(args, 'verify', { resync: 'boolean' }, (o) => ({ resync: flag(o, 'resync') }));
+    case 'resolve':
+      return controlCommand(args, 'resolve', { 'discard-my-data': 'boolean' }, (o) => {
+        if (!flag(o, 'discard-my-data')) throw new UsageError('resolve needs --discard-my-data (run it on the node whose changes are to be discarded)');
+        return { discardMyData: true };
+      });
     case 'up':
       return up(args);
     case undefined:
@@ -103,18 +124,22 @@ async function run(command: string | undefined, args: string[]): Promise<number 
 type NodeMode = 'serve' | 'attach' | 'primary' | 'secondary';
 
 /** Options that only some modes accept. */
+const PAIR: NodeMode[] = ['primary', 'secondary'];
 const MODE_ONLY: Record<string, NodeMode[]> = {
-  peer: ['primary'],
-  mode: ['primary'],
-  'inline-threshold': ['primary'],
-  'async-window': ['primary'],
-  'region-size': ['primary'],
-  listen: ['secondary'],
-  'keepalive-timeout': ['primary', 'secondary'],
-  'nbd-socket': ['serve', 'primary'],
-  'nbd-listen': ['serve', 'primary'],
-  device: ['attach', 'primary'],
-  'export-name': ['serve', 'primary'],
+  peer: PAIR,
+  mode: PAIR,
+  'inline-threshold': PAIR,
+  'async-window': PAIR,
+  'region-size': PAIR,
+  'resync-rate': PAIR,
+  'resync-checksum': PAIR,
+  'force-new-metadata': PAIR,
+  listen: PAIR,
+  'keepalive-timeout': PAIR,
+  'nbd-socket': ['serve', ...PAIR],
+  'nbd-listen': ['serve', ...PAIR],
+  device: ['attach', ...PAIR],
+  'export-name': ['serve', ...PAIR],
 };
 
 function nodeOptions(options: ParsedOptions, mode: NodeMode): NodeOptions {
@@ -140,8 +165,7 @@ function nodeOptions(options: ParsedOptions, mode: NodeMode): NodeOptions {
   const keepaliveTimeoutMs = keepaliveText === undefined ? undefined : positiveInteger(keepaliveText, 'keepalive-timeout');
   return {
     role: mode === 'primary' ? 'primary' : mode === 'secondary' ? 'secondary' : 'standalone',
-    mirror: mode === 'primary' ? mirrorOptions(options) : undefined,
-    replica: mode === 'secondary' ? hostPortToListen(parseHostPort(requireString(options, 'listen'), 'listen')) : undefined,
+    pair: mode === 'primary' || mode === 'secondary' ? pairOptions(options) : undefined,
     keepaliveTimeoutMs,
     keepaliveIntervalMs: keepaliveTimeoutMs === undefined ? undefined : Math.max(50, Math.floor(keepaliveTimeoutMs / 5)),
     storePath,
@@ -176,6 +200,20 @@ async function detach(args: string[]): Promise<number> {
   if (!/^\/dev\/nbd\d+$/.test(device)) throw new UsageError(`--device must be /dev/nbdN, got "${device}"`);
   loadNative().disconnectNbdDevice(device);
   process.stdout.write(`${device}: disconnect requested\n`);
+  return 0;
+}
+
+/** Send one administrative command to a running node and print its answer. */
+async function controlCommand(
+  args: string[],
+  command: string,
+  spec: OptionSpec,
+  toRequest: (options: ParsedOptions) => Record<string, unknown>,
+): Promise<number> {
+  const options = parseOptions(args, { control: 'string', json: 'boolean', ...spec });
+  const result = await sendControlRequest(requireString(options, 'control'), { command, ...toRequest(options) }, 24 * 3600 * 1000);
+  if (flag(options, 'json')) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  else process.stdout.write(formatStatus(result as Record<string, unknown>));
   return 0;
 }
 
@@ -232,7 +270,17 @@ async function up(args: string[]): Promise<number | undefined> {
     nbdTcp: undefined,
     devicePath: undefined,
     exportName: '',
-    mirror: { peerHost: '127.0.0.1', peerPort: port, mode: 'sync', inlineThresholdBytes: INLINE_THRESHOLD_DEFAULT_BYTES, asyncWindowBytes: 64 * 1024 * 1024, regionBytes: 64 * 1024 },
+    pair: {
+      peer: { host: '127.0.0.1', port },
+      listen: undefined,
+      mode: 'sync',
+      inlineThresholdBytes: INLINE_THRESHOLD_DEFAULT_BYTES,
+      asyncWindowBytes: 64 * 1024 * 1024,
+      regionBytes: 64 * 1024,
+      resyncRateBytesPerSecond: 0,
+      resyncChecksum: false,
+      forceNewMetadata: false,
+    },
   });
   const stop = (signal: string): void => {
     runtime.log.info(`${signal} received: stopping the pair`);
@@ -287,9 +335,6 @@ function sizeOption(text: string): number {
   }
 }
 
-function hostPortToListen(hp: { host: string; port: number }): { listenHost: string; listenPort: number } {
-  return { listenHost: hp.host, listenPort: hp.port };
-}
 
 function positiveInteger(text: string, name: string): number {
   const n = Number(text);
@@ -297,9 +342,10 @@ function positiveInteger(text: string, name: string): number {
   return n;
 }
 
-/** The primary's mirror settings, validated. */
-function mirrorOptions(options: ParsedOptions): MirrorOptions {
-  const peer = parseHostPort(requireString(options, 'peer'), 'peer');
+/** A pair node's settings, validated. */
+function pairOptions(options: ParsedOptions): PairOptions {
+  const peerText = optionalString(options, 'peer');
+  const listenText = optionalString(options, 'listen');
   const mode = optionalString(options, 'mode') ?? 'sync';
   if (mode !== 'sync' && mode !== 'async') throw new UsageError(`--mode must be sync or async, got "${mode}"`);
   const inline = sizeOption(optionalString(options, 'inline-threshold') ?? String(INLINE_THRESHOLD_DEFAULT_BYTES));
@@ -310,12 +356,16 @@ function mirrorOptions(options: ParsedOptions): MirrorOptions {
   if (regionBytes < 4096 || regionBytes > 64 * 1024 * 1024 || (regionBytes & (regionBytes - 1)) !== 0) {
     throw new UsageError('--region-size must be a power of two from 4K to 64M');
   }
+  const rateText = optionalString(options, 'resync-rate');
   return {
-    peerHost: peer.host,
-    peerPort: peer.port,
+    peer: peerText === undefined ? undefined : parseHostPort(peerText, 'peer'),
+    listen: listenText === undefined ? undefined : parseHostPort(listenText, 'listen'),
     mode,
     inlineThresholdBytes: inline,
     asyncWindowBytes: sizeOption(optionalString(options, 'async-window') ?? '64M'),
     regionBytes,
+    resyncRateBytesPerSecond: rateText === undefined ? 0 : sizeOption(rateText),
+    resyncChecksum: flag(options, 'resync-checksum'),
+    forceNewMetadata: flag(options, 'force-new-metadata'),
   };
 }

@@ -105,6 +105,19 @@ export class DirtyRegions {
     return regions;
   }
 
+  /** Add the peer's marked regions (its bitmap bytes at its granularity) to ours. */
+  orBytes(bits: Uint8Array, bitsRegionBytes: number): void {
+    for (let byte = 0; byte < bits.length; byte++) {
+      const v = bits[byte]!;
+      if (v === 0) continue;
+      for (let bit = 0; bit < 8; bit++) {
+        if ((v & (1 << bit)) === 0) continue;
+        const offsetBytes = (byte * 8 + bit) * bitsRegionBytes;
+        if (offsetBytes < this.volumeSizeBytes) this.mark(offsetBytes, Math.min(bitsRegionBytes, this.volumeSizeBytes - offsetBytes));
+      }
+    }
+  }
+
   /** Byte range of one region, clipped to the volume. */
   regionRange(region: number): { offsetBytes: number; lengthBytes: number } {
     const offsetBytes = region * this.regionBytes;

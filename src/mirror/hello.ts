@@ -2,8 +2,8 @@
 import * as crypto from 'node:crypto';
 import { FEATURES_KNOWN, WIRE_VERSION_MAX, type HelloFields } from '../wire';
 
-/** currentGeneration of a store that was created empty and has never been in sync with a primary. */
-export const GENERATION_EMPTY = 0n;
+/** currentGeneration of a store that was created empty (its content is known: all zeroes). */
+export { GENERATION_EMPTY } from './sync-decision';
 
 /** A random non-zero 64-bit identifier (node ids, generations). */
 export function randomId64(): bigint {

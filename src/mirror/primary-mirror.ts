@@ -2,16 +2,22 @@
  * Primary side of the mirror: sends every modifying request to the secondary with the wire
  * format (WRITE_INLINE + data for small aligned writes; WRITE_NOTIFY + WRITE_META + data for the
  * rest; TRIM / WRITE_ZEROES; FLUSH), settles each request when the secondary's ACK arrives (sync
- * mode) or at once within a bounded window (async mode), tells the secondary which writes are
- * complete on both nodes (cumulative WRITE_COMPLETE), and when the peer dies or stalls carries on
- * alone (degraded), recording the regions the peer is missing.
+ * mode) or at once within a bounded window (async mode), and tells the secondary which writes are
+ * complete on both nodes (cumulative WRITE_COMPLETE).
+ *
+ * When the peer dies or stalls it carries on alone (degraded): the regions the peer misses are
+ * recorded durably before the client's write is acknowledged. On (re)connect the generation
+ * identifiers decide between nothing, a resync of the marked regions, a full sync, or a refusal
+ * (stale primary, split brain, unrelated data); resync runs in the background while the device
+ * stays in use. Online verify compares region hashes with the peer.
  */
 import * as net from 'node:net';
-import { NbdCommand } from '../native';
+import { NbdCommand, StoreOp } from '../native';
 import type { BlockRequest, Replicator } from '../controller';
 import * as P from '../nbd/protocol';
 import {
   AckStatus,
+  BitmapAssembler,
   HEAD_BYTES,
   HelloReason,
   MessageType,
@@ -19,8 +25,12 @@ import {
   SECTOR_BYTES,
   TAG_COUNT,
   WriteFlag,
+  crc32c,
+  encodeBitmapChunks,
   encodeFlush,
+  encodeHashRequest,
   encodeHello,
+  encodeResyncDone,
   encodeTrim,
   encodeWriteComplete,
   encodeWriteInline,
@@ -33,8 +43,13 @@ import {
   type WireMessage,
 } from '../wire';
 import { PeerLink } from '../peer/peer-link';
-import { DirtyRegions } from './dirty-regions';
-import { GENERATION_EMPTY, helloFields } from './hello';
+import { helloFields, randomId64 } from './hello';
+import { decideSync, rotateForDegradedWrites, afterResyncSource, GENERATION_EMPTY, GENERATION_NONE, type SyncDecision } from './sync-decision';
+import { ActivityLog } from './activity-log';
+import { ResyncEngine, type ResyncTransport } from './resync';
+import type { MirrorMetadata } from './mirror-metadata';
+import type { LocalStore } from '../store/local-store';
+import type { RangeGate } from '../range-gate';
 import type { Logger } from '../util/log';
 
 export type MirrorMode = 'sync' | 'async';
@@ -48,19 +63,17 @@ export interface PrimaryMirrorOptions {
   /** Async mode: most unacknowledged bytes before client replies wait. */
   asyncWindowBytes: number;
   volumeSizeBytes: number;
-  nodeId: bigint;
-  /** This primary's data generation; a secondary that reports it is in sync except for dirty regions. */
-  generation: bigint;
-  /** The store was created empty by this process: an empty secondary matches it except for dirty regions. */
-  storeCreatedEmpty: boolean;
-  epoch: bigint;
-  regionBytes: number;
   keepaliveIntervalMs: number;
   keepaliveTimeoutMs: number;
   /** A write not acknowledged within this time means the peer stalled. */
   ackTimeoutMs: number;
   reconnectDelayMs: number;
+  resyncRateBytesPerSecond: number;
+  resyncChecksum: boolean;
 }
+
+/** Why the primary must not serve: the peer is a newer primary, or holds newer data. */
+export type StaleHandler = (reason: string) => void;
 
 /** One operation on the wire awaiting its ACK. */
 interface PendingOp {
@@ -70,28 +83,44 @@ interface PendingOp {
   payloadBytes: number;
   sentAtMs: number;
   settle: ((nbdError: number) => void) | undefined;
+  /** Resync traffic: the region stays marked until the ACK. */
+  resyncDone: ((ok: boolean) => void) | undefined;
+}
+
+export interface VerifyMismatch {
+  offset: number;
+  length: number;
 }
 
 const ZERO_SECTOR = Buffer.alloc(SECTOR_BYTES);
+const RESYNC_WINDOW_REGIONS = 16;
+const VERIFY_WINDOW_REGIONS = 16;
+const RESYNC_PERSIST_INTERVAL_MS = 1000;
 
 export class PrimaryMirror implements Replicator {
   state: PeerState = 'connecting';
   stateReason = 'starting';
-  readonly dirty: DirtyRegions;
+  splitBrain = false;
   private link: PeerLink | undefined;
   private pending = new Map<number, PendingOp>();
+  private hashWaiters = new Map<number, (crc: number | undefined) => void>();
   private freeTags: number[] = [];
   private nextSeq = 1;
   private completeThroughSeq = 0;
   private ackedAhead = new Set<number>();
   private completeScheduled = false;
-  private everConnected = false;
-  private lastConnectFailure = '';
   private reconnectTimer: NodeJS.Timeout | undefined;
   private ackTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private lagBytes = 0;
   private windowWaiters: { bytes: number; release: () => void }[] = [];
+  private lastConnectFailure = '';
+  private readonly activityLog: ActivityLog;
+  private readonly alRequests = new WeakSet<BlockRequest>();
+  readonly resync: ResyncEngine;
+  private firstOutcome: ((outcome: string) => void) | undefined;
+  readonly firstHandshake: Promise<string>;
+  private verifying = false;
   readonly counters = {
     writesInline: 0,
     writesLarge: 0,
@@ -104,14 +133,29 @@ export class PrimaryMirror implements Replicator {
     degradedWrites: 0,
     connects: 0,
     disconnects: 0,
+    activityLogUpdates: 0,
+    resyncs: 0,
   };
 
   constructor(
     private readonly options: PrimaryMirrorOptions,
+    private readonly meta: MirrorMetadata,
+    private readonly store: LocalStore,
+    private readonly gate: RangeGate,
+    private readonly onStale: StaleHandler,
     private readonly log: Logger,
   ) {
-    this.dirty = new DirtyRegions(options.volumeSizeBytes, options.regionBytes);
     for (let t = TAG_COUNT - 1; t >= 0; t--) this.freeTags.push(t);
+    this.activityLog = new ActivityLog(meta.activityLog);
+    this.resync = new ResyncEngine(
+      store,
+      gate,
+      meta.dirty,
+      { windowRegions: RESYNC_WINDOW_REGIONS, rateBytesPerSecond: options.resyncRateBytesPerSecond, checksum: options.resyncChecksum, persistIntervalMs: RESYNC_PERSIST_INTERVAL_MS },
+      () => meta.persist(),
+      log,
+    );
+    this.firstHandshake = new Promise((resolve) => (this.firstOutcome = resolve));
   }
 
   /** Begin connecting to the secondary (and keep reconnecting while degraded). */
@@ -121,45 +165,84 @@ export class PrimaryMirror implements Replicator {
     this.ackTimer.unref();
   }
 
-  /**
-   * Resolve once every write sent to the peer is acknowledged (or the link is gone): a clean
-   * shutdown in async mode must not drop writes the client was already answered for.
-   */
+  /** Resolve once every write sent to the peer is acknowledged (or the link is gone). */
   async drain(): Promise<void> {
+    this.resync.stop();
     while (this.pending.size > 0 && this.link !== undefined && this.link.isOpen) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
 
-  /** Stop reconnecting and close the link (shutdown). Pending requests settle as degraded. */
+  /** Stop reconnecting and close the link (shutdown or demotion). */
   stop(): void {
     this.stopped = true;
+    this.resync.stop();
     if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
     if (this.ackTimer !== undefined) clearInterval(this.ackTimer);
     this.link?.close('node shutting down');
   }
 
+  get connected(): boolean {
+    return this.state === 'connected' && this.link !== undefined && this.link.isOpen;
+  }
+
+  /** Before a write touches either node: activity log while mirroring, out-of-sync mark while not. */
+  prepareWrite(request: BlockRequest): Promise<void> | undefined {
+    if (this.connected) {
+      this.alRequests.add(request);
+      if (this.activityLog.begin(request.offsetBytes, request.lengthBytes)) {
+        this.counters.activityLogUpdates += 1;
+        return this.meta.persist();
+      }
+      return undefined;
+    }
+    return this.markOutOfSync(request.offsetBytes, request.lengthBytes);
+  }
+
+  finishWrite(request: BlockRequest): void {
+    if (this.alRequests.has(request)) {
+      this.alRequests.delete(request);
+      this.activityLog.end(request.offsetBytes, request.lengthBytes);
+    }
+  }
+
+  /** Record that the peer misses a range; durable before the returned promise resolves (undefined: already recorded). */
+  private markOutOfSync(offsetBytes: number, lengthBytes: number): Promise<void> | undefined {
+    let changed = false;
+    const g = this.meta.generations;
+    if (g.bitmap === GENERATION_NONE) {
+      // First change without the peer: from now on the bitmap records changes since `g.current`.
+      this.meta.generations = rotateForDegradedWrites(g, randomId64());
+      changed = true;
+    }
+    const before = this.meta.dirty.count;
+    this.meta.dirty.mark(offsetBytes, lengthBytes);
+    if (this.meta.dirty.count !== before) changed = true;
+    return changed ? this.meta.persist() : undefined;
+  }
+
   /** Called by the controller for every modifying request (and FLUSH). */
   replicate(request: BlockRequest, done: (nbdError: number) => void): void {
     const link = this.link;
-    if (this.state !== 'connected' || link === undefined || !link.isOpen) {
-      if (request.command !== NbdCommand.Flush) {
-        this.dirty.mark(request.offsetBytes, request.lengthBytes);
-        this.counters.degradedWrites += 1;
+    if (!this.connected || link === undefined) {
+      if (request.command === NbdCommand.Flush) {
+        done(P.NBD_OK);
+        return;
       }
-      done(P.NBD_OK);
+      this.counters.degradedWrites += 1;
+      const durable = this.markOutOfSync(request.offsetBytes, request.lengthBytes);
+      if (durable === undefined) done(P.NBD_OK);
+      else durable.then(() => done(P.NBD_OK), () => done(P.NBD_EIO));
       return;
     }
     if (this.freeTags.length < 4) {
-      // 65536 tags in flight cannot happen with a 256-slot pool; treat as a peer stall.
       link.close('too many writes in flight to the peer');
-      this.dirty.mark(request.offsetBytes, request.lengthBytes);
-      done(P.NBD_OK);
+      this.replicate(request, done);
       return;
     }
     switch (request.command) {
       case NbdCommand.Write:
-        this.sendWrite(link, request.offsetBytes, request.data, this.wireFlags(request.flags), done, request.lengthBytes);
+        this.sendWrite(link, request.offsetBytes, request.data, this.wireFlags(request.flags), done, undefined);
         return;
       case NbdCommand.Trim:
       case NbdCommand.WriteZeroes:
@@ -167,7 +250,7 @@ export class PrimaryMirror implements Replicator {
         return;
       case NbdCommand.Flush: {
         const tag = this.takeTag();
-        this.track(tag, { seq: 0, offsetBytes: 0, lengthBytes: 0, payloadBytes: 0, sentAtMs: Date.now(), settle: done });
+        this.pending.set(tag, { seq: 0, offsetBytes: 0, lengthBytes: 0, payloadBytes: 0, sentAtMs: Date.now(), settle: done, resyncDone: undefined });
         this.counters.flushes += 1;
         this.sendMessage(link, encodeFlush(tag));
         return;
@@ -182,8 +265,9 @@ export class PrimaryMirror implements Replicator {
     return {
       state: this.state,
       reason: this.stateReason,
+      splitBrain: this.splitBrain,
       address: `${this.options.peerHost}:${this.options.peerPort}`,
-      outOfSyncBytes: this.dirty.dirtyBytes,
+      outOfSyncBytes: this.meta.dirty.dirtyBytes,
     };
   }
 
@@ -193,14 +277,99 @@ export class PrimaryMirror implements Replicator {
       mode: this.options.mode,
       inlineThresholdBytes: this.options.inlineThresholdBytes,
       ...this.counters,
+      activityLogExtents: this.activityLog.size,
       inFlight: this.pending.size,
       lagBytes: this.lagBytes,
       completeThroughSeq: this.completeThroughSeq,
       lastSeq: this.nextSeq - 1,
-      epoch: Number(this.options.epoch),
+      epoch: Number(this.meta.epoch),
       copiedPayloadBytes: 0, // the primary hands pool slots to socket.write: no payload copy
       peerMessagesReceived: link?.stats.messagesReceived ?? 0,
     };
+  }
+
+  /**
+   * Online verify: hash every region on both nodes (each under the write gate, so both see the
+   * same writes) and return the mismatching ranges; optionally mark them for resync.
+   */
+  async verify(markForResync: boolean): Promise<{ mismatches: VerifyMismatch[]; regionsChecked: number; resyncStarted: boolean }> {
+    const link = this.link;
+    if (!this.connected || link === undefined) throw new Error(`cannot verify: the peer is not connected (${this.stateReason})`);
+    if (this.resync.active) throw new Error('cannot verify while a resync is running');
+    if (this.verifying) throw new Error('a verify is already running');
+    this.verifying = true;
+    const dirty = this.meta.dirty;
+    const mismatched: number[] = [];
+    let inFlight = 0;
+    let failure: string | undefined;
+    let wake: (() => void) | undefined;
+    try {
+      for (let region = 0; region < dirty.regionCount && failure === undefined; region++) {
+        while (inFlight >= VERIFY_WINDOW_REGIONS) await new Promise<void>((r) => (wake = r));
+        if (!link.isOpen || this.link !== link) {
+          failure = 'the peer connection was lost during verify';
+          break;
+        }
+        const { offsetBytes, lengthBytes } = dirty.regionRange(region);
+        inFlight += 1;
+        this.verifyRegion(link, offsetBytes, lengthBytes, (equal) => {
+          inFlight -= 1;
+          if (equal === undefined) failure = 'the peer could not hash a region';
+          else if (!equal) mismatched.push(region);
+          const w = wake;
+          wake = undefined;
+          w?.();
+        });
+      }
+      while (inFlight > 0) await new Promise<void>((r) => (wake = r));
+    } finally {
+      this.verifying = false;
+    }
+    if (failure !== undefined) throw new Error(`verify failed: ${failure}`);
+    mismatched.sort((a, b) => a - b);
+    const mismatches: VerifyMismatch[] = [];
+    for (const region of mismatched) {
+      const { offsetBytes, lengthBytes } = dirty.regionRange(region);
+      const last = mismatches[mismatches.length - 1];
+      if (last !== undefined && last.offset + last.length === offsetBytes) last.length += lengthBytes;
+      else mismatches.push({ offset: offsetBytes, length: lengthBytes });
+    }
+    this.log.info(`verify: ${dirty.regionCount} regions checked, ${mismatched.length} differ`);
+    let resyncStarted = false;
+    if (markForResync && mismatched.length > 0) {
+      for (const region of mismatched) dirty.mark(region * dirty.regionBytes, 1);
+      await this.meta.persist();
+      resyncStarted = this.startResync(link);
+    }
+    return { mismatches, regionsChecked: dirty.regionCount, resyncStarted };
+  }
+
+  private verifyRegion(link: PeerLink, offsetBytes: number, lengthBytes: number, done: (equal: boolean | undefined) => void): void {
+    this.gate.enter(offsetBytes, lengthBytes, (release) => {
+      const data = Buffer.alloc(lengthBytes);
+      this.store.submit(StoreOp.Read, data, offsetBytes, lengthBytes, false, (result) => {
+        if (result !== 0) {
+          release();
+          done(undefined);
+          return;
+        }
+        const local = crc32c(data);
+        this.requestPeerHash(link, offsetBytes, lengthBytes, (peer) => {
+          release();
+          done(peer === undefined ? undefined : peer === local);
+        });
+      });
+    });
+  }
+
+  private requestPeerHash(link: PeerLink, offsetBytes: number, lengthBytes: number, done: (crc: number | undefined) => void): void {
+    if (!link.isOpen) {
+      done(undefined);
+      return;
+    }
+    const tag = this.takeTag();
+    this.hashWaiters.set(tag, done);
+    this.sendMessage(link, encodeHashRequest(tag, offsetBytes, lengthBytes, this.meta.epoch));
   }
 
   private wireFlags(nbdFlags: number): number {
@@ -208,25 +377,42 @@ export class PrimaryMirror implements Replicator {
   }
 
   /** One data write: inline if small and sector-aligned, else notify + meta; the payload follows either way. */
-  private sendWrite(link: PeerLink, offsetBytes: number, data: Buffer, flags: number, done: ((e: number) => void) | undefined, lengthBytes: number): void {
+  private sendWrite(link: PeerLink, offsetBytes: number, data: Buffer, flags: number, done: ((e: number) => void) | undefined, resyncDone: ((ok: boolean) => void) | undefined): void {
+    const lengthBytes = data.length;
     const tag = this.takeTag();
     const seq = this.nextSeq++;
-    const settle = this.admitAsync(lengthBytes, done);
-    this.track(tag, { seq, offsetBytes, lengthBytes, payloadBytes: lengthBytes, sentAtMs: Date.now(), settle });
+    // Async mode answers the client before the ACK, but never before the payload left its buffer.
+    const early = resyncDone === undefined && this.options.mode === 'async' && done !== undefined;
+    const settle = early ? undefined : done;
+    if (early) this.lagBytes += lengthBytes;
+    const onWritten = early ? (): void => this.admitAsync(lengthBytes, done!) : undefined;
+    this.pending.set(tag, { seq, offsetBytes, lengthBytes, payloadBytes: lengthBytes, sentAtMs: Date.now(), settle, resyncDone });
     const aligned = offsetBytes % SECTOR_BYTES === 0 && lengthBytes % SECTOR_BYTES === 0;
     if (aligned && lengthBytes > 0 && lengthBytes <= this.options.inlineThresholdBytes) {
       this.counters.writesInline += 1;
-      const head = encodeWriteInline(tag, flags, epochLow8(this.options.epoch), offsetBytes / SECTOR_BYTES, data);
+      const head = encodeWriteInline(tag, flags, epochLow8(this.meta.epoch), offsetBytes / SECTOR_BYTES, data);
       this.counters.messagesToPeer += 2;
-      link.send(head, data);
+      link.send(head, data, onWritten);
     } else {
       this.counters.writesLarge += 1;
       const heads = Buffer.allocUnsafe(HEAD_BYTES + 40);
       encodeWriteNotify(tag, flags, seq, heads, 0);
-      encodeWriteMeta(tag, offsetBytes, lengthBytes, payloadCrc32c(data), this.options.epoch, heads, HEAD_BYTES);
+      encodeWriteMeta(tag, offsetBytes, lengthBytes, payloadCrc32c(data), this.meta.epoch, heads, HEAD_BYTES);
       this.counters.messagesToPeer += 3;
-      link.send(heads, data);
+      link.send(heads, data, onWritten);
     }
+  }
+
+  /** A sector-aligned TRIM / WRITE_ZEROES message. */
+  private sendExtentMessage(link: PeerLink, trim: boolean, offsetBytes: number, lengthBytes: number, flags: number, done: ((e: number) => void) | undefined, resyncDone: ((ok: boolean) => void) | undefined): void {
+    const tag = this.takeTag();
+    const seq = this.nextSeq++;
+    const early = resyncDone === undefined && this.options.mode === 'async' && done !== undefined;
+    this.pending.set(tag, { seq, offsetBytes, lengthBytes, payloadBytes: 0, sentAtMs: Date.now(), settle: early ? undefined : done, resyncDone });
+    if (early) this.admitAsync(0, done!);
+    if (trim) this.counters.trims += 1;
+    else this.counters.zeroes += 1;
+    this.sendMessage(link, (trim ? encodeTrim : encodeWriteZeroes)(tag, flags, offsetBytes, lengthBytes, this.meta.epoch));
   }
 
   /** TRIM / WRITE_ZEROES: the sector-aligned middle as one message, unaligned edges as small zero writes. */
@@ -245,37 +431,20 @@ export class PrimaryMirror implements Replicator {
     };
     const flags = this.wireFlags(request.flags);
     if (alignedStart >= alignedEnd) {
-      pieces.push(() => this.sendWrite(link, start, Buffer.alloc(end - start), flags, pieceDone, end - start));
+      pieces.push(() => this.sendWrite(link, start, Buffer.alloc(end - start), flags, pieceDone, undefined));
     } else {
-      if (start < alignedStart) pieces.push(() => this.sendWrite(link, start, ZERO_SECTOR.subarray(0, alignedStart - start), flags, pieceDone, alignedStart - start));
-      pieces.push(() => {
-        const tag = this.takeTag();
-        const seq = this.nextSeq++;
-        this.track(tag, { seq, offsetBytes: alignedStart, lengthBytes: alignedEnd - alignedStart, payloadBytes: 0, sentAtMs: Date.now(), settle: this.admitAsync(0, pieceDone) });
-        const encode = request.command === NbdCommand.Trim ? encodeTrim : encodeWriteZeroes;
-        if (request.command === NbdCommand.Trim) this.counters.trims += 1;
-        else this.counters.zeroes += 1;
-        this.sendMessage(link, encode(tag, flags, alignedStart, alignedEnd - alignedStart, this.options.epoch));
-      });
-      if (alignedEnd < end) pieces.push(() => this.sendWrite(link, alignedEnd, ZERO_SECTOR.subarray(0, end - alignedEnd), flags, pieceDone, end - alignedEnd));
+      if (start < alignedStart) pieces.push(() => this.sendWrite(link, start, ZERO_SECTOR.subarray(0, alignedStart - start), flags, pieceDone, undefined));
+      pieces.push(() => this.sendExtentMessage(link, request.command === NbdCommand.Trim, alignedStart, alignedEnd - alignedStart, flags, pieceDone, undefined));
+      if (alignedEnd < end) pieces.push(() => this.sendWrite(link, alignedEnd, ZERO_SECTOR.subarray(0, end - alignedEnd), flags, pieceDone, undefined));
     }
     remaining = pieces.length;
     for (const send of pieces) send();
   }
 
-  /**
-   * Async mode: the client's reply does not wait for the peer, only for room in the window of
-   * unacknowledged bytes. Returns the callback to run at ACK time (undefined if already settled).
-   */
-  private admitAsync(bytes: number, done: ((e: number) => void) | undefined): ((e: number) => void) | undefined {
-    if (this.options.mode === 'sync' || done === undefined) return done;
-    this.lagBytes += bytes;
-    if (this.lagBytes <= this.options.asyncWindowBytes || bytes === this.lagBytes) {
-      done(P.NBD_OK);
-    } else {
-      this.windowWaiters.push({ bytes, release: () => done(P.NBD_OK) });
-    }
-    return undefined;
+  /** Async mode: the reply waits only for room in the window of unacknowledged bytes (already counted in lagBytes). */
+  private admitAsync(bytes: number, done: (e: number) => void): void {
+    if (this.lagBytes <= this.options.asyncWindowBytes || bytes >= this.lagBytes) done(P.NBD_OK);
+    else this.windowWaiters.push({ bytes, release: () => done(P.NBD_OK) });
   }
 
   private sendMessage(link: PeerLink, message: Buffer): void {
@@ -287,14 +456,9 @@ export class PrimaryMirror implements Replicator {
     return this.freeTags.pop()!;
   }
 
-  private track(tag: number, op: PendingOp): void {
-    this.pending.set(tag, op);
-  }
-
   private connect(): void {
     if (this.stopped) return;
     this.reconnectTimer = undefined;
-    if (this.state !== 'degraded') this.setState('connecting', 'connecting to the secondary');
     const socket = net.createConnection({ host: this.options.peerHost, port: this.options.peerPort });
     let settled = false;
     const retry = (reason: string): void => {
@@ -314,87 +478,216 @@ export class PrimaryMirror implements Replicator {
     });
   }
 
-  /** HELLO, wait for HELLO_REPLY, decide whether the secondary may join. */
+  /** HELLO, HELLO_REPLY, both bitmaps, then the decision. */
   private handshake(socket: net.Socket): void {
-    let accepted = false;
+    let phase: 'hello' | 'bitmap' | 'running' = 'hello';
+    let reply: HelloReplyMessage | undefined;
+    const assembler = new BitmapAssembler();
     const link = new PeerLink(
       socket,
       {
         onMessage: (m) => {
-          if (!accepted) {
+          if (phase === 'running') {
+            this.onMessage(link, m);
+            return;
+          }
+          if (phase === 'hello') {
             if (m.type !== MessageType.HelloReply) {
               link.close(`protocol error: expected HELLO_REPLY, got type ${m.type}`);
               return;
             }
+            reply = m;
             const refusal = this.judgeReply(m);
             if (refusal !== undefined) {
-              this.log.warn(`secondary ${link.remoteAddress} not taken into service: ${refusal}`);
               this.stateReason = refusal;
               link.close(refusal);
               return;
             }
-            accepted = true;
-            this.onConnected(link, m);
+            phase = 'bitmap';
             return;
           }
-          this.onMessage(link, m);
+          if (m.type !== MessageType.Bitmap) {
+            link.close(`protocol error: expected BITMAP, got type ${m.type}`);
+            return;
+          }
+          const check = assembler.add(m);
+          if (!check.ok) {
+            link.close(`protocol error: ${check.reason}`);
+            return;
+          }
+          if (!assembler.complete) return;
+          const peerBits = assembler.result()!;
+          const decision = decideSync(this.meta.generations, {
+            current: reply!.currentGeneration,
+            bitmap: reply!.bitmapGeneration,
+            history0: reply!.historyGeneration0,
+            history1: reply!.historyGeneration1,
+          });
+          if (!this.applyDecision(link, decision, peerBits.bitmap, peerBits.regionBytes)) return;
+          phase = 'running';
+          void this.onConnected(link, reply!, decision);
         },
         onPayload: () => link.close('protocol error: the secondary sent a payload'),
         onClose: (reason) => {
-          if (accepted) this.onLinkLost(link, reason);
+          if (phase === 'running') this.onLinkLost(link, reason);
           else this.noteConnectFailure(reason);
         },
       },
       { keepaliveIntervalMs: this.options.keepaliveIntervalMs, keepaliveTimeoutMs: this.options.keepaliveTimeoutMs },
       this.log,
     );
+    const g = this.meta.generations;
     link.send(
-      encodeHello(
-        0,
-        helloFields({
+      encodeHello(0, {
+        ...helloFields({
           role: Role.Primary,
           volumeSizeBytes: this.options.volumeSizeBytes,
           blockSizeBytes: SECTOR_BYTES,
-          nodeId: this.options.nodeId,
-          currentGeneration: this.options.generation,
-          epoch: this.options.epoch,
+          nodeId: this.meta.nodeId,
+          currentGeneration: g.current,
+          epoch: this.meta.epoch,
           inlineThresholdBytes: this.options.inlineThresholdBytes,
         }),
-      ),
+        bitmapGeneration: g.bitmap,
+        historyGeneration0: g.history0,
+        historyGeneration1: g.history1,
+      }),
     );
+    for (const chunk of encodeBitmapChunks(this.meta.dirty.toBytes(), this.meta.dirty.regionCount, this.meta.dirty.regionBytes)) link.send(chunk);
   }
 
-  /** Why this secondary cannot be brought into service now, or undefined if it is in sync except for dirty regions. */
+  /** Refusals that HELLO_REPLY alone decides. */
   private judgeReply(reply: HelloReplyMessage): string | undefined {
+    if (reply.reason === HelloReason.RoleConflict && reply.role === Role.Primary) {
+      const decision = decideSync(this.meta.generations, { current: reply.currentGeneration, bitmap: reply.bitmapGeneration, history0: reply.historyGeneration0, history1: reply.historyGeneration1 });
+      if (decision.kind === 'splitBrain') {
+        this.splitBrain = true;
+        const why = `split brain: the peer is also primary and ${decision.reason}; nothing is overwritten. Run \`blockmirror resolve --discard-my-data\` on the node whose changes are to be discarded`;
+        this.reportOnce(why, 'error');
+        return why;
+      }
+      if (reply.epoch > this.meta.epoch || decision.kind === 'primaryStale') {
+        const why = `the peer is primary with epoch ${reply.epoch} (ours ${this.meta.epoch}): it was promoted while this node was away; restart this node as a secondary to rejoin`;
+        this.onStale(why);
+        this.firstOutcome?.(why);
+        return why;
+      }
+      return `the peer is also primary (epoch ${reply.epoch}); demote one of them`;
+    }
     if (reply.reason !== HelloReason.Accepted) return `the secondary refused the connection (reason ${reply.reason}: ${helloReasonText(reply.reason)})`;
     if (reply.volumeSizeBytes !== this.options.volumeSizeBytes) return `volume sizes differ: secondary ${reply.volumeSizeBytes}, primary ${this.options.volumeSizeBytes}`;
     if (reply.role !== Role.Secondary) return 'the peer is not in the secondary role';
-    const sameGeneration = reply.currentGeneration === this.options.generation;
-    const emptyPeerOfEmptyStart = reply.currentGeneration === GENERATION_EMPTY && this.options.storeCreatedEmpty && !this.everConnected;
-    if (!sameGeneration && !emptyPeerOfEmptyStart) {
-      return 'the secondary holds data of another generation and needs a full sync before it can serve as a replica';
-    }
-    if (this.dirty.count > 0) {
-      return `the secondary misses ${this.dirty.dirtyBytes} bytes written while it was away and must be resynced first`;
-    }
     return undefined;
   }
 
-  private onConnected(link: PeerLink, reply: HelloReplyMessage): void {
+  /** Act on the generation comparison; false (link closed) if the secondary cannot be taken into service. */
+  private applyDecision(link: PeerLink, decision: SyncDecision, peerBits: Uint8Array, peerRegionBytes: number): boolean {
+    switch (decision.kind) {
+      case 'inSync':
+      case 'resyncFromPrimary':
+        this.meta.dirty.orBytes(peerBits, peerRegionBytes);
+        this.splitBrain = false;
+        return true;
+      case 'fullSync':
+        this.meta.dirty.markAll();
+        this.splitBrain = false;
+        this.log.info('the secondary holds no data of ours: full sync (zero regions travel as WRITE_ZEROES)');
+        return true;
+      case 'primaryStale':
+        this.onStale(`this primary is stale: ${decision.reason}`);
+        this.firstOutcome?.(decision.reason);
+        link.close(`refused: ${decision.reason}`);
+        return false;
+      case 'splitBrain': {
+        this.splitBrain = true;
+        const why = `split brain: ${decision.reason}; nothing is overwritten. Run \`blockmirror resolve --discard-my-data\` on the node whose changes are to be discarded`;
+        this.reportOnce(why, 'error');
+        this.stateReason = why;
+        link.close(why);
+        return false;
+      }
+      case 'unrelated': {
+        const why = `${decision.reason}; to replace the secondary's data run \`blockmirror resolve --discard-my-data\` on it`;
+        this.reportOnce(why, 'error');
+        this.stateReason = why;
+        link.close(why);
+        return false;
+      }
+    }
+  }
+
+  private async onConnected(link: PeerLink, reply: HelloReplyMessage, decision: SyncDecision): Promise<void> {
     this.link = link;
-    this.everConnected = true;
-    // Sequence numbers are implicit per connection: both ends start again at 1 after HELLO.
+    this.counters.connects += 1;
     this.nextSeq = 1;
     this.completeThroughSeq = 0;
     this.ackedAhead.clear();
-    this.counters.connects += 1;
+    this.lastConnectFailure = '';
     link.limits = { volumeSizeBytes: this.options.volumeSizeBytes, inlineThresholdBytes: this.options.inlineThresholdBytes };
-    // Confirms the secondary is in sync with our generation as of the last sequenced write.
-    this.sendMessage(link, encodeWriteComplete(this.completeThroughSeq));
-    this.setState('connected', `mirroring to ${link.remoteAddress} (node ${reply.nodeId.toString(16)})`);
+    if (this.meta.generations.current === GENERATION_EMPTY) {
+      // Data is about to be written: an empty store's generation must not name it any more.
+      this.meta.generations = { ...this.meta.generations, current: randomId64() };
+    }
+    this.sendMessage(link, encodeWriteComplete(0));
+    this.setState('connected', `mirroring to ${link.remoteAddress} (node ${reply.nodeId.toString(16)}, ${decision.kind})`);
+    this.firstOutcome?.('connected');
+    this.firstOutcome = undefined;
+    await this.meta.persist();
+    if (this.meta.dirty.count > 0) this.startResync(link);
+    else this.finishInSync(link);
+  }
+
+  /** Start the background resync of every marked region; true if it started. */
+  private startResync(link: PeerLink): boolean {
+    if (this.resync.active) return false;
+    this.counters.resyncs += 1;
+    const transport: ResyncTransport = {
+      sendData: (offsetBytes, data, done) => (link.isOpen ? this.sendWrite(link, offsetBytes, data, WriteFlag.Resync, undefined, done) : done(false)),
+      sendZeroes: (offsetBytes, lengthBytes, done) => (link.isOpen ? this.sendExtentMessage(link, false, offsetBytes, lengthBytes, WriteFlag.Resync, undefined, done) : done(false)),
+      peerHash: (offsetBytes, lengthBytes, done) => this.requestPeerHash(link, offsetBytes, lengthBytes, done),
+      isOpen: () => link.isOpen && this.link === link,
+    };
+    void this.resync.run(transport).then(
+      (complete) => {
+        if (complete && this.link === link && link.isOpen) this.finishInSync(link);
+      },
+      (error: Error) => this.log.error(`resync failed: ${error.message}`),
+    );
+    return true;
+  }
+
+  /** The peer now holds exactly our data: tell it our generation, forget the bitmap generation. */
+  private finishInSync(link: PeerLink): void {
+    const tag = this.takeTag();
+    this.pending.set(tag, {
+      seq: 0,
+      offsetBytes: 0,
+      lengthBytes: 0,
+      payloadBytes: 0,
+      sentAtMs: Date.now(),
+      settle: undefined,
+      resyncDone: (ok) => {
+        // Acknowledged once the secondary durably holds our generation: the bitmap generation can go.
+        if (!ok) return;
+        this.meta.generations = afterResyncSource(this.meta.generations);
+        void this.meta.persist();
+      },
+    });
+    this.sendMessage(link, encodeResyncDone(tag, this.meta.generations.current));
   }
 
   private onMessage(link: PeerLink, m: WireMessage): void {
+    if (m.type === MessageType.HashReply) {
+      const waiter = this.hashWaiters.get(m.tag);
+      if (waiter === undefined) {
+        link.close(`protocol error: HASH_REPLY for unknown tag ${m.tag}`);
+        return;
+      }
+      this.hashWaiters.delete(m.tag);
+      this.freeTags.push(m.tag);
+      waiter(m.status === 0 ? m.rangeCrc32c : undefined);
+      return;
+    }
     if (m.type !== MessageType.Ack) {
       link.close(`protocol error: unexpected message type ${m.type} from the secondary`);
       return;
@@ -409,15 +702,15 @@ export class PrimaryMirror implements Replicator {
     this.freeTags.push(m.tag);
     if (m.status !== AckStatus.Ok) {
       // The secondary could not apply it: the replicas differ there. Record it and stop mirroring.
-      this.dirty.mark(op.offsetBytes, op.lengthBytes);
-      op.settle?.(P.NBD_OK);
-      this.releaseLag(op.payloadBytes);
+      this.pending.set(m.tag, op); // let onLinkLost record and settle it durably
+      this.freeTags.pop();
       link.close(`the secondary failed a write at ${op.offsetBytes}+${op.lengthBytes} (status ${m.status})`);
       return;
     }
-    this.releaseLag(op.payloadBytes);
+    if (op.resyncDone === undefined) this.releaseLag(op.payloadBytes);
     if (op.seq > 0) this.noteComplete(link, op.seq);
     op.settle?.(P.NBD_OK);
+    op.resyncDone?.(true);
   }
 
   /** Advance the cumulative complete sequence and send one WRITE_COMPLETE per turn of the event loop. */
@@ -446,35 +739,54 @@ export class PrimaryMirror implements Replicator {
     }
   }
 
-  /** The link is gone: everything in flight is recorded as missing on the peer and settles locally. */
+  /** The link is gone: everything in flight is recorded (durably) as missing on the peer, then settles locally. */
   private onLinkLost(link: PeerLink, reason: string): void {
     if (this.link !== link) return;
     this.link = undefined;
     this.counters.disconnects += 1;
+    this.resync.stop();
     const inFlight = [...this.pending.values()];
+    const hashWaiters = [...this.hashWaiters.values()];
     this.pending.clear();
+    this.hashWaiters.clear();
     this.freeTags = [];
     for (let t = TAG_COUNT - 1; t >= 0; t--) this.freeTags.push(t);
-    for (const op of inFlight) if (op.lengthBytes > 0) this.dirty.mark(op.offsetBytes, op.lengthBytes);
     this.ackedAhead.clear();
     this.lagBytes = 0;
     const waiters = this.windowWaiters;
     this.windowWaiters = [];
     this.setState('degraded', `peer lost: ${reason}`);
-    this.log.warn(`peer lost (${reason}): running degraded; ${inFlight.length} in-flight operations recorded as out of sync (${this.dirty.dirtyBytes} bytes)`);
-    for (const op of inFlight) op.settle?.(P.NBD_OK);
-    for (const w of waiters) w.release();
+    let durable: Promise<void> | undefined;
+    for (const op of inFlight) {
+      if (op.lengthBytes > 0 && op.resyncDone === undefined) durable = this.markOutOfSync(op.offsetBytes, op.lengthBytes) ?? durable;
+    }
+    if (this.options.mode === 'async' && this.meta.generations.bitmap === GENERATION_NONE) durable = this.markOutOfSync(0, 0) ?? durable;
+    this.log.warn(`peer lost (${reason}): running degraded; ${inFlight.length} operations in flight recorded as out of sync (${this.meta.dirty.dirtyBytes} bytes out of sync)`);
+    const settleAll = (): void => {
+      for (const op of inFlight) {
+        op.settle?.(P.NBD_OK);
+        op.resyncDone?.(false);
+      }
+      for (const w of hashWaiters) w(undefined);
+      for (const w of waiters) w.release();
+    };
+    if (durable === undefined) settleAll();
+    else durable.then(settleAll, settleAll);
     this.scheduleReconnect();
   }
 
+  private reportOnce(reason: string, level: 'warn' | 'error'): void {
+    if (reason === this.lastConnectFailure) return;
+    this.lastConnectFailure = reason;
+    this.log[level](reason);
+  }
+
   private noteConnectFailure(reason: string): void {
-    if (reason !== this.lastConnectFailure) {
-      // Logged once per distinct reason: a peer that stays away must not flood the log.
-      this.log.warn(`secondary ${this.options.peerHost}:${this.options.peerPort} not connected: ${reason}`);
-      this.lastConnectFailure = reason;
-    }
-    if (this.state === 'connecting' && this.everConnected) this.setState('degraded', reason);
-    else this.stateReason = reason;
+    this.reportOnce(`secondary ${this.options.peerHost}:${this.options.peerPort} not connected: ${reason}`, 'warn');
+    if (!reason.startsWith('split brain') && !reason.includes('unrelated')) this.stateReason = reason;
+    if (this.state === 'connected') this.setState('degraded', reason);
+    this.firstOutcome?.(reason);
+    this.firstOutcome = undefined;
     this.scheduleReconnect();
   }
 

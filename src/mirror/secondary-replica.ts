@@ -16,7 +16,10 @@ import {
   WIRE_VERSION,
   WriteFlag,
   encodeAck,
+  encodeBitmapChunks,
+  encodeHashReply,
   encodeHelloReply,
+  crc32c,
   epochLow8,
   verifyInlineWrite,
   verifyMetaPayload,
@@ -27,15 +30,14 @@ import {
 } from '../wire';
 import { PeerLink } from '../peer/peer-link';
 import { RangeGate } from '../range-gate';
-import { GENERATION_EMPTY, helloFields, randomId64 } from './hello';
+import { helloFields } from './hello';
+import { afterResyncTarget } from './sync-decision';
+import type { MirrorMetadata } from './mirror-metadata';
 import type { Logger } from '../util/log';
 
 export interface SecondaryReplicaOptions {
   listenHost: string;
   listenPort: number;
-  nodeId: bigint;
-  /** True when this process created the store empty: it matches a primary that also started empty. */
-  storeCreatedEmpty: boolean;
   keepaliveIntervalMs: number;
   keepaliveTimeoutMs: number;
 }
@@ -45,6 +47,7 @@ interface Session {
   link: PeerLink;
   epoch: bigint;
   primaryGeneration: bigint;
+  primaryNodeId: bigint;
   accepted: boolean;
   /** The write whose payload is expected next. */
   awaiting: { tag: number; flags: number; offsetBytes: number; lengthBytes: number; inline: WriteInlineMessage | undefined; head: Buffer | undefined; meta: WriteMetaMessage | undefined } | undefined;
@@ -60,10 +63,14 @@ export class SecondaryReplica {
   private server: net.Server | undefined;
   private session: Session | undefined;
   private readonly gate = new RangeGate();
-  /** Generation this replica is in sync with (adopted at the first WRITE_COMPLETE of an accepted primary). */
-  private currentGeneration: bigint;
-  private highestEpoch = 0n;
   confirmedThroughSeq = 0;
+  /** While this node is primary, the listener only answers HELLOs with a role conflict. */
+  answerAsPrimary = false;
+  /** The node's role-conflict details for a connecting primary (set by the runtime while primary). */
+  /** Resync traffic was seen on this connection (the replica is inconsistent until RESYNC_DONE). */
+  private resyncTarget = false;
+  /** A metadata write every apply must wait for (the inconsistent mark). */
+  private pendingPersist: Promise<void> | undefined;
   readonly counters = {
     connections: 0,
     writesApplied: 0,
@@ -80,15 +87,28 @@ export class SecondaryReplica {
     refusedMessages: 0,
     copiedPayloadBytes: 0,
     payloadBytesReceived: 0,
+    resyncWrites: 0,
+    resyncBytes: 0,
+    hashRequests: 0,
+    resyncsCompleted: 0,
   };
   private lastDisconnectReason = '';
 
   constructor(
     private readonly store: LocalStore,
+    private readonly meta: MirrorMetadata,
     private readonly options: SecondaryReplicaOptions,
     private readonly log: Logger,
-  ) {
-    this.currentGeneration = options.storeCreatedEmpty ? GENERATION_EMPTY : randomId64();
+  ) {}
+
+  /** Whether a primary is connected and accepted right now (promotion needs --force then). */
+  get primaryConnected(): boolean {
+    return this.session?.accepted === true;
+  }
+
+  /** Close the current connection from the primary (promotion with --force). */
+  disconnectPrimary(reason: string): void {
+    this.session?.link.close(reason);
   }
 
   async listen(): Promise<void> {
@@ -146,22 +166,18 @@ export class SecondaryReplica {
       wakeupsPerWrite: writes > 0 ? wakeups / writes : 0,
       inFlight: this.session?.inFlight.size ?? 0,
       confirmedThroughSeq: this.confirmedThroughSeq,
-      generation: this.currentGeneration.toString(16),
-      epoch: Number(this.highestEpoch),
+      resyncTarget: this.resyncTarget,
+      epoch: Number(this.meta.epoch),
     };
   }
 
   private accept(socket: net.Socket): void {
-    if (this.session !== undefined) {
-      // A reconnecting primary replaces a connection we have not yet noticed is dead.
-      this.log.warn(`new connection from ${socket.remoteAddress}:${socket.remotePort} replaces the current one`);
-      this.session.link.close('replaced by a new connection from the primary');
-    }
     this.counters.connections += 1;
     const session: Session = {
       link: undefined as unknown as PeerLink,
       epoch: 0n,
       primaryGeneration: 0n,
+      primaryNodeId: 0n,
       accepted: false,
       awaiting: undefined,
       pendingNotify: undefined,
@@ -170,7 +186,7 @@ export class SecondaryReplica {
       nextOpId: 1,
       flushWaiters: [],
     };
-    session.link = new PeerLink(
+    const link = new PeerLink(
       socket,
       {
         onMessage: (m, head) => this.onMessage(session, m, head),
@@ -180,7 +196,8 @@ export class SecondaryReplica {
       { keepaliveIntervalMs: this.options.keepaliveIntervalMs, keepaliveTimeoutMs: this.options.keepaliveTimeoutMs },
       this.log,
     );
-    this.session = session;
+    session.link = link;
+    if (this.session === undefined) this.session = session;
   }
 
   private onClose(session: Session, reason: string): void {
@@ -192,6 +209,7 @@ export class SecondaryReplica {
     this.lastDisconnectReason = reason;
     const level = reason.startsWith('protocol error') || reason.startsWith('refused') ? 'warn' : 'info';
     this.log[level](`connection from the primary ended: ${reason}`);
+    if (this.resyncTarget) this.log.warn('the connection ended during a resync: this replica stays inconsistent until the resync is resumed');
   }
 
   private refuse(session: Session, reason: string): void {
@@ -234,6 +252,7 @@ export class SecondaryReplica {
         if (m.epoch !== session.epoch) return this.refuse(session, `${m.type === MessageType.Trim ? 'TRIM' : 'WRITE_ZEROES'} carries epoch ${m.epoch}, the connection's epoch is ${session.epoch}`);
         session.nextSeq += 1;
         const isTrim = m.type === MessageType.Trim;
+        this.beforeApply(m.flags);
         if (isTrim) this.counters.trims += 1;
         else this.counters.zeroes += 1;
         this.apply(session, m.tag, m.offsetBytes, m.lengthBytes, (m.flags & WriteFlag.Fua) !== 0, (done) => {
@@ -243,14 +262,54 @@ export class SecondaryReplica {
       }
       case MessageType.Flush:
         this.counters.flushes += 1;
-        this.flushAfterEarlierOps(session, m.tag);
+        this.flushAfterEarlierOps(session, m.tag, () => {
+          this.store.submit(StoreOp.Flush, null, 0, 0, false, (result) => {
+            session.link.send(encodeAck(m.tag, result === 0 ? AckStatus.Ok : AckStatus.IoError));
+          });
+        });
         return;
+      case MessageType.Bitmap:
+        return; // the primary's own bitmap: informational, the primary decides
+      case MessageType.HashRequest: {
+        if (m.epoch !== session.epoch) return this.refuse(session, `HASH_REQUEST carries epoch ${m.epoch}, the connection's epoch is ${session.epoch}`);
+        this.counters.hashRequests += 1;
+        const { tag, offsetBytes, lengthBytes } = m;
+        this.flushAfterEarlierOps(session, tag, () => {
+          const data = Buffer.alloc(lengthBytes);
+          const result = this.store.readSync(data, offsetBytes);
+          session.link.send(encodeHashReply(tag, result === 0 ? 0 : 1, result === 0 ? crc32c(data) : 0));
+        });
+        return;
+      }
+      case MessageType.ResyncDone: {
+        const generation = m.generation;
+        const tag = m.tag;
+        this.flushAfterEarlierOps(session, m.tag, () => {
+          this.store.submit(StoreOp.Flush, null, 0, 0, false, (result) => {
+            if (result !== 0) {
+              this.log.error(`flush after resync failed (errno ${-result}): staying inconsistent`);
+              session.link.send(encodeAck(tag, AckStatus.IoError));
+              return;
+            }
+            const wasTarget = this.resyncTarget;
+            this.meta.generations = afterResyncTarget(this.meta.generations, generation);
+            this.meta.diskState = 'upToDate';
+            this.meta.dirty.clearAll();
+            this.resyncTarget = false;
+            if (wasTarget) this.counters.resyncsCompleted += 1;
+            void this.meta.persist().then(
+              () => session.link.send(encodeAck(tag, AckStatus.Ok)),
+              () => session.link.send(encodeAck(tag, AckStatus.IoError)),
+            );
+            this.log.info(`in sync with the primary (generation ${generation.toString(16)})${wasTarget ? ': resync complete' : ''}`);
+          });
+        });
+        return;
+      }
       case MessageType.WriteComplete:
         this.counters.completesReceived += 1;
         if (m.completeThroughSeq >= session.nextSeq) return this.refuse(session, `protocol error: WRITE_COMPLETE ${m.completeThroughSeq} is ahead of the last write ${session.nextSeq - 1}`);
         this.confirmedThroughSeq = m.completeThroughSeq;
-        // The primary confirmed we are its replica: from now on we hold its generation.
-        this.currentGeneration = session.primaryGeneration;
         return;
       default:
         return this.refuse(session, `protocol error: unexpected message type ${m.type} from the primary`);
@@ -261,7 +320,14 @@ export class SecondaryReplica {
     const size = this.store.sizeBytes;
     let reason: number = HelloReason.Accepted;
     let why = '';
-    if (hello.protocolVersionMax < WIRE_VERSION) {
+    const current = this.session !== session && this.session?.accepted ? this.session : undefined;
+    if (this.answerAsPrimary) {
+      reason = HelloReason.RoleConflict;
+      why = 'this node is primary';
+    } else if (current !== undefined && current.primaryNodeId !== hello.nodeId) {
+      reason = HelloReason.Busy;
+      why = `already replicating for primary node ${current.primaryNodeId.toString(16)}`;
+    } else if (hello.protocolVersionMax < WIRE_VERSION) {
       reason = HelloReason.VersionUnsupported;
       why = `primary speaks up to version ${hello.protocolVersionMax}`;
     } else if (hello.volumeSizeBytes !== size) {
@@ -270,33 +336,47 @@ export class SecondaryReplica {
     } else if (hello.role !== Role.Primary) {
       reason = HelloReason.RoleConflict;
       why = 'the connecting node is not a primary';
-    } else if (hello.epoch < this.highestEpoch) {
+    } else if (hello.epoch < this.meta.epoch) {
       reason = HelloReason.StaleEpoch;
-      why = `primary epoch ${hello.epoch} is older than ${this.highestEpoch} already seen`;
+      why = `primary epoch ${hello.epoch} is older than ${this.meta.epoch} already seen (a stale primary)`;
     }
-    const reply = encodeHelloReply(
-      0,
-      reason,
-      helloFields({
-        role: Role.Secondary,
+    const g = this.meta.generations;
+    const reply = encodeHelloReply(0, reason, {
+      ...helloFields({
+        role: this.answerAsPrimary ? Role.Primary : Role.Secondary,
         volumeSizeBytes: size,
         blockSizeBytes: SECTOR_BYTES,
-        nodeId: this.options.nodeId,
-        currentGeneration: this.currentGeneration,
-        epoch: this.highestEpoch,
+        nodeId: this.meta.nodeId,
+        currentGeneration: g.current,
+        epoch: this.meta.epoch,
         inlineThresholdBytes: hello.inlineThresholdBytes,
       }),
-    );
+      bitmapGeneration: g.bitmap,
+      historyGeneration0: g.history0,
+      historyGeneration1: g.history1,
+    });
     session.link.send(reply);
     if (reason !== HelloReason.Accepted) {
-      this.log.warn(`refused primary ${session.link.remoteAddress}: ${why}`);
+      this.log.warn(`refused ${session.link.remoteAddress}: ${why}`);
       session.link.close(`refused: ${why}`);
       return;
     }
+    // Our out-of-sync regions (e.g. an activity log after a crash, or changes discarded after a split brain).
+    for (const chunk of encodeBitmapChunks(this.meta.dirty.toBytes(), this.meta.dirty.regionCount, this.meta.dirty.regionBytes)) session.link.send(chunk);
+    if (current !== undefined) {
+      // The same primary reconnected before we noticed its old connection died: the new one wins.
+      this.log.warn(`primary reconnected from ${session.link.remoteAddress}: replacing its previous connection`);
+      current.link.close('replaced by a new connection from the same primary');
+    }
+    this.session = session;
     session.accepted = true;
+    session.primaryNodeId = hello.nodeId;
     session.epoch = hello.epoch;
     session.primaryGeneration = hello.currentGeneration;
-    this.highestEpoch = hello.epoch;
+    if (hello.epoch > this.meta.epoch) {
+      this.meta.epoch = hello.epoch;
+      void this.meta.persist();
+    }
     session.link.limits = { volumeSizeBytes: size, inlineThresholdBytes: hello.inlineThresholdBytes };
     this.log.info(`primary ${session.link.remoteAddress} connected (node ${hello.nodeId.toString(16)}, epoch ${hello.epoch})`);
   }
@@ -311,18 +391,32 @@ export class SecondaryReplica {
     if (w.inline !== undefined) this.counters.writesInline += 1;
     else this.counters.writesLarge += 1;
     const fua = (w.flags & WriteFlag.Fua) !== 0;
+    if ((w.flags & WriteFlag.Resync) !== 0) {
+      this.counters.resyncWrites += 1;
+      this.counters.resyncBytes += payload.length;
+    }
+    this.beforeApply(w.flags);
     this.apply(session, w.tag, w.offsetBytes, w.lengthBytes, fua, (done) => {
       if (this.store.runsSynchronously(payload.length, fua)) done(this.store.writeSync(payload, w.offsetBytes));
       else this.store.submit(StoreOp.Write, payload, w.offsetBytes, payload.length, fua, done);
     }, payload.length);
   }
 
+  /** Resync traffic makes this replica inconsistent until RESYNC_DONE: recorded durably before it lands. */
+  private beforeApply(flags: number): void {
+    if ((flags & WriteFlag.Resync) === 0 || this.resyncTarget) return;
+    this.resyncTarget = true;
+    this.meta.diskState = 'inconsistent';
+    this.pendingPersist = this.meta.persist();
+  }
+
   /** Apply one operation in order against overlapping ones, then ACK its tag. */
   private apply(session: Session, tag: number, offsetBytes: number, lengthBytes: number, fua: boolean, run: (done: (result: number) => void) => void, payloadBytes = 0): void {
     const opId = session.nextOpId++;
     session.inFlight.add(opId);
+    const persisted = this.pendingPersist;
     this.gate.enter(offsetBytes, lengthBytes, (release) => {
-      run((result) => {
+      const go = (): void => run((result) => {
         const finish = (final: number): void => {
           release();
           if (final === 0) {
@@ -341,6 +435,8 @@ export class SecondaryReplica {
           finish(result);
         }
       });
+      if (persisted === undefined) go();
+      else persisted.then(go, go);
     });
   }
 
@@ -359,14 +455,9 @@ export class SecondaryReplica {
     for (const run of ready) run();
   }
 
-  /** FLUSH: every operation received before it is applied, then fdatasync, then ACK. */
-  private flushAfterEarlierOps(session: Session, tag: number): void {
-    const run = (): void => {
-      this.store.submit(StoreOp.Flush, null, 0, 0, false, (result) => {
-        session.link.send(encodeAck(tag, result === 0 ? AckStatus.Ok : AckStatus.IoError));
-      });
-    };
-    if (session.inFlight.size === 0) run();
-    else session.flushWaiters.push({ waitFor: new Set(session.inFlight), run });
+  /** Run `action` once every operation received before it has been applied (FLUSH, HASH_REQUEST, RESYNC_DONE). */
+  private flushAfterEarlierOps(session: Session, _tag: number, action: () => void): void {
+    if (session.inFlight.size === 0) action();
+    else session.flushWaiters.push({ waitFor: new Set(session.inFlight), run: action });
   }
 }

@@ -1,6 +1,7 @@
 /**
  * A running node: the store, the buffer pool, the controller, its front ends (NBD server, kernel
- * device) and the control socket, with clean shutdown on SIGTERM/SIGINT.
+ * device), its pair role (primary mirror or secondary replica, with metadata) and the control
+ * socket, with clean shutdown on SIGTERM/SIGINT.
  */
 import { loadNative } from '../native';
 import { BufferPool } from '../buffer-pool';
@@ -12,10 +13,9 @@ import { ControlServer } from '../control/server';
 import * as P from '../nbd/protocol';
 import { BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, NBD_PAYLOAD_BYTES_MAX } from '../limits';
 import { createLogger, type Logger } from '../util/log';
-import { PrimaryMirror, type MirrorMode } from '../mirror/primary-mirror';
-import { SecondaryReplica } from '../mirror/secondary-replica';
-import { randomId64 } from '../mirror/hello';
+import { type MirrorMode } from '../mirror/primary-mirror';
 import { useCrc32cImplementation } from '../wire';
+import { PairRoles } from './pair-roles';
 
 export type NodeRole = 'standalone' | 'primary' | 'secondary';
 
@@ -29,21 +29,25 @@ export interface NodeOptions {
   nbdTcp: { host: string; port: number } | undefined;
   devicePath: string | undefined;
   exportName: string;
-  /** Primary: where the secondary listens and how to mirror. */
-  mirror?: MirrorOptions;
-  /** Secondary: where to listen for the primary. */
-  replica?: { listenHost: string; listenPort: number };
+  /** Pair nodes: how to mirror, where the peer is, where to listen. */
+  pair?: PairOptions;
   keepaliveIntervalMs?: number;
   keepaliveTimeoutMs?: number;
 }
 
-export interface MirrorOptions {
-  peerHost: string;
-  peerPort: number;
+export interface PairOptions {
+  /** Where the peer listens (the primary dials it). Required for a primary. */
+  peer: { host: string; port: number } | undefined;
+  /** Where this node listens (a secondary for its primary; a primary to answer role conflicts). */
+  listen: { host: string; port: number } | undefined;
   mode: MirrorMode;
   inlineThresholdBytes: number;
   asyncWindowBytes: number;
   regionBytes: number;
+  resyncRateBytesPerSecond: number;
+  resyncChecksum: boolean;
+  /** Replace the metadata file (the store's content becomes unknown: the peer will full-sync it). */
+  forceNewMetadata: boolean;
 }
 
 /** Defaults of the mirror's timing (DRBD-like: ping every second, give up after a few). */
@@ -69,24 +73,26 @@ export class NodeRuntime {
   readonly pool: BufferPool;
   readonly controller: Controller;
   readonly control: ControlServer;
+  readonly pair: PairRoles | undefined;
   private nbdServer: NbdServer | undefined;
   private kernelDevice: KernelDevice | undefined;
   private readonly startedAtMs = Date.now();
   private shuttingDown: Promise<void> | undefined;
-  /** Primary role: the peer side of every write. */
-  primaryMirror: PrimaryMirror | undefined;
-  /** Secondary role: applies what the primary sends. */
-  secondaryReplica: SecondaryReplica | undefined;
-  readonly nodeId = randomId64();
-  /** Extra sections of `status --json` contributed by other components (mirror, peer, ...). */
+  /** Extra sections of `status --json` contributed by other components. */
   private readonly statusSections = new Map<string, () => unknown>();
 
   constructor(readonly options: NodeOptions) {
     this.store = LocalStore.open({ path: options.storePath, sizeBytes: options.sizeBytes, direct: options.direct });
-    this.pool = BufferPool.init();
-    this.controller = new Controller(this.store, createLogger('controller'));
-    this.control = new ControlServer(options.controlPath, createLogger('control'));
-    this.control.on('status', () => this.status());
+    try {
+      this.pool = BufferPool.init();
+      this.controller = new Controller(this.store, createLogger('controller'));
+      this.control = new ControlServer(options.controlPath, createLogger('control'));
+      this.control.on('status', () => this.status());
+      if (options.pair !== undefined) this.pair = new PairRoles(this, options.pair);
+    } catch (error) {
+      this.store.close();
+      throw error;
+    }
   }
 
   /** Add a section to the status document. */
@@ -94,13 +100,23 @@ export class NodeRuntime {
     this.statusSections.set(name, producer);
   }
 
-  /** Bring up the control socket and the front ends given in the options. */
+  get role(): NodeRole {
+    return this.pair?.role ?? 'standalone';
+  }
+
+  /** Bring up the control socket, the pair role and the front ends given in the options. */
   async start(): Promise<void> {
     const native = loadNative();
     native.setLogger((level, message) => createLogger('native')[level](message));
     useCrc32cImplementation((buf, seed) => native.crc32c(buf as Buffer, seed));
     await this.control.listen();
-    this.startMirroring();
+    if (this.pair !== undefined) await this.pair.start();
+    if (this.role !== 'secondary') await this.startFrontEnds();
+    this.log.info(`node ready: role=${this.role} store=${this.store.path} size=${this.store.sizeBytes} control=${this.options.controlPath}`);
+  }
+
+  /** Export the volume (NBD server and/or kernel device): a primary or standalone node only. */
+  async startFrontEnds(): Promise<void> {
     if (this.options.nbdSocketPath !== undefined || this.options.nbdTcp !== undefined) {
       this.nbdServer = new NbdServer(
         {
@@ -108,7 +124,7 @@ export class NodeRuntime {
           tcp: this.options.nbdTcp,
           exported: {
             name: this.options.exportName,
-            description: `blockmirror ${this.options.role} ${this.options.storePath}`,
+            description: `blockmirror ${this.role} ${this.options.storePath}`,
             sizeBytes: this.store.sizeBytes,
             transmissionFlags: transmissionFlags(),
             blockSizeMinBytes: BLOCK_SIZE_MIN_BYTES,
@@ -122,7 +138,6 @@ export class NodeRuntime {
       );
       await this.nbdServer.listen();
     }
-    await this.secondaryReplica?.listen();
     if (this.options.devicePath !== undefined) {
       this.kernelDevice = new KernelDevice(
         this.options.devicePath,
@@ -137,45 +152,15 @@ export class NodeRuntime {
       );
       this.kernelDevice.attach();
     }
-    this.log.info(`node ready: role=${this.options.role} store=${this.store.path} size=${this.store.sizeBytes} control=${this.options.controlPath}`);
   }
 
-  /** Primary: attach the mirror to the controller. Secondary: listen for the primary. */
-  private startMirroring(): void {
-    const keepaliveIntervalMs = this.options.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS_DEFAULT;
-    const keepaliveTimeoutMs = this.options.keepaliveTimeoutMs ?? KEEPALIVE_TIMEOUT_MS_DEFAULT;
-    const mirror = this.options.mirror;
-    if (mirror !== undefined) {
-      this.primaryMirror = new PrimaryMirror(
-        {
-          ...mirror,
-          volumeSizeBytes: this.store.sizeBytes,
-          nodeId: this.nodeId,
-          generation: randomId64(),
-          storeCreatedEmpty: this.store.createdEmpty,
-          epoch: 1n,
-          keepaliveIntervalMs,
-          keepaliveTimeoutMs,
-          ackTimeoutMs: keepaliveTimeoutMs,
-          reconnectDelayMs: RECONNECT_DELAY_MS,
-        },
-        createLogger('mirror'),
-      );
-      this.controller.setReplicator(this.primaryMirror);
-      this.addStatusSection('peer', () => this.primaryMirror!.peerStatus());
-      this.addStatusSection('mirror', () => this.primaryMirror!.mirrorStatus());
-      this.primaryMirror.start();
-    }
-    const replica = this.options.replica;
-    if (replica !== undefined) {
-      this.secondaryReplica = new SecondaryReplica(
-        this.store,
-        { ...replica, nodeId: this.nodeId, storeCreatedEmpty: this.store.createdEmpty, keepaliveIntervalMs, keepaliveTimeoutMs },
-        createLogger('replica'),
-      );
-      this.addStatusSection('peer', () => this.secondaryReplica!.peerStatus());
-      this.addStatusSection('mirror', () => this.secondaryReplica!.mirrorStatus());
-    }
+  /** Stop exporting the volume: in-flight requests finish first (demotion, shutdown). */
+  async stopFrontEnds(): Promise<void> {
+    await this.kernelDevice?.detach();
+    this.kernelDevice = undefined;
+    await this.nbdServer?.close();
+    this.nbdServer = undefined;
+    await this.controller.whenIdle();
   }
 
   /** Install SIGTERM/SIGINT handlers that shut down cleanly and exit. */
@@ -194,26 +179,17 @@ export class NodeRuntime {
     process.on('SIGINT', () => onSignal('SIGINT'));
   }
 
-  /** In-flight requests finish, the store is flushed, sockets removed. Idempotent. */
+  /** In-flight requests finish, the store is flushed, metadata marked clean, sockets removed. Idempotent. */
   shutdown(): Promise<void> {
     if (this.shuttingDown === undefined) this.shuttingDown = this.doShutdown();
     return this.shuttingDown;
   }
 
-  /** Resolves when shutdown has completed (for the CLI to exit). */
-  get finished(): Promise<void> | undefined {
-    return this.shuttingDown;
-  }
-
   private async doShutdown(): Promise<void> {
-    await this.kernelDevice?.detach();
-    await this.nbdServer?.close();
-    await this.controller.whenIdle();
-    await this.primaryMirror?.drain();
-    this.primaryMirror?.stop();
-    await this.secondaryReplica?.close();
+    await this.stopFrontEnds();
     const flushed = await this.store.flush();
     if (flushed !== 0) this.log.error(`final flush of ${this.store.path} failed: errno ${-flushed}`);
+    await this.pair?.shutdown(flushed === 0);
     this.store.close();
     await this.control.close();
     this.log.info('shutdown complete');
@@ -224,7 +200,7 @@ export class NodeRuntime {
     const nbd = this.nbdServer?.stats();
     const kernel = this.kernelDevice?.stats();
     const doc: Record<string, unknown> = {
-      role: this.options.role,
+      role: this.role,
       pid: process.pid,
       uptimeSeconds: Math.round((Date.now() - this.startedAtMs) / 1000),
       store: { path: this.store.path, size: this.store.sizeBytes, blockDevice: this.store.isBlockDevice, direct: this.store.direct },

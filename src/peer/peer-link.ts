@@ -82,9 +82,16 @@ export class PeerLink {
     return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
   }
 
-  /** Send one message (and optionally its payload right behind it) without copying the payload. */
-  send(message: Buffer, payload?: Buffer): void {
-    if (this.closed) return;
+  /**
+   * Send one message (and optionally its payload right behind it) without copying the payload.
+   * `onPayloadWritten` runs once the payload's bytes are handed to the kernel: only then may the
+   * buffer be reused (a pool slot goes back to native at that point at the earliest).
+   */
+  send(message: Buffer, payload?: Buffer, onPayloadWritten?: () => void): void {
+    if (this.closed) {
+      onPayloadWritten?.();
+      return;
+    }
     this.stats.messagesSent += 1;
     if (payload === undefined) {
       this.socket.write(message);
@@ -92,7 +99,7 @@ export class PeerLink {
     }
     this.socket.cork();
     this.socket.write(message);
-    this.socket.write(payload);
+    this.socket.write(payload, onPayloadWritten === undefined ? undefined : () => onPayloadWritten());
     this.socket.uncork();
   }
 
