@@ -1,0 +1,121 @@
+/** Issue: survive failures. Link cut + heal (dirty-only resync), verify after bit flips, corrupt metadata. */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { sleep, tempDir, NodeProcess, CLI } from '../helpers/node-process';
+import { NamespacePair } from '../helpers/netns';
+import { waitForPeerState } from '../helpers/pair';
+import { startFailoverPair, waitInSync, type FailoverNodes } from '../helpers/failover-pair';
+import { requireCommands, requireRoot } from '../helpers/requires';
+import { run, runOk } from '../helpers/run';
+
+function identical(a: string, b: string): boolean {
+  return fs.readFileSync(a).equals(fs.readFileSync(b));
+}
+
+describe('failures: link cut, resync, verify, metadata', function () {
+  let ns: NamespacePair;
+  let dir: string;
+  let nodes: FailoverNodes | undefined;
+
+  before(async function () {
+    requireRoot(this);
+    requireCommands(this, 'ip', 'fio');
+    ns = await NamespacePair.create();
+  });
+  after(async () => ns?.destroy());
+  beforeEach(() => (dir = tempDir('fail')));
+  afterEach(async function () {
+    await nodes?.a.stop();
+    await nodes?.b.stop();
+    nodes = undefined;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('link cut during fio: no failed I/O; after healing only the dirty regions are resynced and the replicas are identical', async function () {
+    nodes = await startFailoverPair(dir, ns);
+    const uri = `nbd+unix:///?socket=${nodes.socketA}`;
+    // Fill 16 MiB while connected, so the volume is not trivially sparse.
+    await runOk('fio', ['--name=fill', '--ioengine=nbd', `--uri=${uri}`, '--rw=write', '--bs=1M', '--iodepth=4', '--size=16M']);
+    const fio = run('fio', ['--name=cut', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=8', '--offset=32M', '--size=4M', '--time_based', '--runtime=6', '--verify=crc32c', '--verify_fatal=1', '--do_verify=1'], { timeoutMs: 120_000 });
+    await sleep(1500);
+    await ns.linkDown();
+    await waitForPeerState(nodes.a, 'degraded', 20_000);
+    const result = await fio;
+    assert.equal(result.code, 0, `fio failed while degraded:\n${result.stderr}`);
+    const degraded = (await nodes.a.status()) as Record<string, any>;
+    const dirty = degraded.peer.outOfSyncBytes as number;
+    assert.ok(dirty > 0, 'writes while degraded are recorded');
+    assert.ok(dirty <= 4 * 1024 * 1024 + 2 * 65536, `only the written range is dirty (${dirty} bytes)`);
+    assert.equal(degraded.disk.state, 'upToDate');
+    await ns.linkUp();
+    const synced = await waitInSync(nodes.a);
+    assert.equal(synced.resync.bytesDone, dirty, 'the resync moved exactly the dirty regions');
+    const b = (await nodes.b.status()) as Record<string, any>;
+    assert.ok(b.mirror.resyncBytes + b.mirror.zeroes * 65536 >= 0);
+    assert.ok(b.mirror.resyncBytes <= dirty, `secondary received ${b.mirror.resyncBytes} resync bytes for ${dirty} dirty`);
+    assert.equal(b.disk.state, 'upToDate');
+    assert.equal(b.generation.current, synced.generation.current, 'both hold the same generation again');
+    assert.equal((await nodes.a.stop()).code, 0);
+    assert.equal((await nodes.b.stop()).code, 0);
+    assert.ok(identical(nodes.storeA, nodes.storeB), 'replicas differ after resync');
+  });
+
+  it('bytes flipped in one replica: verify reports exactly those regions, verify --resync repairs them', async function () {
+    nodes = await startFailoverPair(dir, ns);
+    const uri = `nbd+unix:///?socket=${nodes.socketA}`;
+    await runOk('fio', ['--name=fill', '--ioengine=nbd', `--uri=${uri}`, '--rw=write', '--bs=1M', '--iodepth=4', '--size=8M', '--end_fsync=1']);
+    const fd = fs.openSync(nodes.storeB, 'r+');
+    for (const offset of [100, 5 * 1024 * 1024 + 7, 60 * 1024 * 1024 + 65536 * 3 + 1]) fs.writeSync(fd, Buffer.from([0xde, 0xad]), 0, 2, offset);
+    fs.closeSync(fd);
+    const report = await runOk(process.execPath, [CLI, 'verify', '--control', nodes.a.controlPath, '--json']);
+    const verify = JSON.parse(report.stdout) as { mismatches: { offset: number; length: number }[] };
+    assert.deepEqual(verify.mismatches, [
+      { offset: 0, length: 65536 },
+      { offset: 5 * 1024 * 1024, length: 65536 },
+      { offset: 60 * 1024 * 1024 + 65536 * 3, length: 65536 },
+    ]);
+    await runOk(process.execPath, [CLI, 'verify', '--control', nodes.a.controlPath, '--resync', '--json']);
+    await waitInSync(nodes.a);
+    const again = JSON.parse((await runOk(process.execPath, [CLI, 'verify', '--control', nodes.a.controlPath, '--json'])).stdout) as { mismatches: unknown[] };
+    assert.deepEqual(again.mismatches, []);
+    assert.equal((await nodes.a.stop()).code, 0);
+    assert.equal((await nodes.b.stop()).code, 0);
+    assert.ok(identical(nodes.storeA, nodes.storeB));
+  });
+
+  it('a truncated or corrupt metadata file stops the node with a clear error, and nothing is lost', async function () {
+    nodes = await startFailoverPair(dir, ns);
+    await runOk('fio', ['--name=fill', '--ioengine=nbd', `--uri=nbd+unix:///?socket=${nodes.socketA}`, '--rw=write', '--bs=1M', '--size=4M']);
+    await nodes.a.stop();
+    await nodes.b.stop();
+    const before = fs.readFileSync(nodes.storeB);
+    const meta = `${nodes.storeB}.meta`;
+    const original = fs.readFileSync(meta);
+    const attempt = async (): Promise<{ code: number | null; stderr: string }> => {
+      const r = await run(process.execPath, [CLI, 'secondary', '--store', nodes!.storeB, '--listen', '127.0.0.1:1', '--control', path.join(dir, 'x.ctl')], { timeoutMs: 20_000 });
+      return { code: r.code, stderr: r.stderr };
+    };
+    fs.truncateSync(meta, 1000);
+    let r = await attempt();
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /META_TRUNCATED|truncated/i);
+    assert.match(r.stderr, new RegExp(meta.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')));
+    const corrupt = Buffer.from(original);
+    for (let i = 0; i < corrupt.length; i += 997) corrupt[i] = corrupt[i]! ^ 0xff;
+    fs.writeFileSync(meta, corrupt);
+    r = await attempt();
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /META_CORRUPT|corrupt/i);
+    fs.writeFileSync(meta, Buffer.from('NOTOURS!'.repeat(2048)));
+    r = await attempt();
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /META_FOREIGN|foreign|not a blockmirror/i);
+    fs.unlinkSync(meta);
+    r = await attempt();
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /META_MISSING|does not exist/i);
+    assert.ok(fs.readFileSync(nodes.storeB).equals(before), 'the store was not touched');
+    assert.ok(!fs.existsSync(meta), 'no metadata was silently recreated');
+  });
+});
