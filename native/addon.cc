@@ -34,6 +34,14 @@ void TeardownRegistry::StopAll() {
   }
 }
 
+CallbackScope::~CallbackScope() {
+  if (--state_.callbackDepth > 0) return;
+  // A flush never calls JS, so nothing can be added to the list while it runs.
+  std::vector<std::shared_ptr<DeferredFlush>> flushes;
+  flushes.swap(state_.deferredFlushes);
+  for (auto& item : flushes) item->FlushDeferred();
+}
+
 AddonState& StateOf(Napi::Env env) { return *env.GetInstanceData<AddonState>(); }
 
 namespace {

@@ -21,6 +21,14 @@ class Stoppable {
   virtual void StopForTeardown() = 0;
 };
 
+// Something holding output that it sends in one go when the outermost native-to-JS callback returns.
+class DeferredFlush {
+ public:
+  virtual ~DeferredFlush() = default;
+  // JS thread, after the outermost CallbackScope closed: send what was held back.
+  virtual void FlushDeferred() = 0;
+};
+
 // Weak list of live Stoppables of one environment.
 class TeardownRegistry {
  public:
@@ -40,6 +48,23 @@ struct AddonState {
   Napi::FunctionReference connectionClass;
   Napi::FunctionReference storeClass;
   Napi::FunctionReference deviceClass;
+  // JS thread only: depth of open CallbackScopes, and what flushes when the outermost one closes.
+  int callbackDepth = 0;
+  std::vector<std::shared_ptr<DeferredFlush>> deferredFlushes;
+};
+
+// JS thread, RAII around native calls into JS that deliver events (request batches, store
+// completions): replies completed during the call are coalesced and sent when the outermost scope
+// ends, one send per connection instead of one per reply.
+class CallbackScope {
+ public:
+  explicit CallbackScope(AddonState& state) : state_(state) { state_.callbackDepth++; }
+  ~CallbackScope();
+  CallbackScope(const CallbackScope&) = delete;
+  CallbackScope& operator=(const CallbackScope&) = delete;
+
+ private:
+  AddonState& state_;
 };
 
 // The AddonState of env (created in module init).

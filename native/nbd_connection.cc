@@ -49,6 +49,7 @@ NbdConnection::~NbdConnection() {
 bool NbdConnection::Start(Napi::Env env, Napi::Function onBatch, Napi::Function onClose, int* errnum) {
   onBatch_ = Napi::Persistent(onBatch);
   onClose_ = Napi::Persistent(onClose);
+  state_ = &StateOf(env);
   // An open connection holds the event loop open, like a socket.
   wakeup_ = JsWakeup::Create(
       env, "blockmirror.nbdConnection", [this](napi_env e) { OnWake(e); }, true, shared_from_this());
@@ -207,6 +208,7 @@ bool NbdConnection::ReadOneRequest() {
   if (refuse) {
     payload.Release();
     EnqueueReplyLocked(wire.cookie, nbd::kErrInval, PayloadBuffer(), 0);
+    FlushLocked(lock);
     return true;
   }
   uint32_t tag = AllocateTagLocked();
@@ -260,8 +262,10 @@ void NbdConnection::EndLocked(EndReason reason, const std::string& message) {
     inFlight_--;
   }
   undelivered_.clear();
-  for (Reply& reply : replies_) reply.payload.Release();
-  replies_.clear();
+  if (!sending_) {  // else the sender drops them when it takes the lock back
+    for (Reply& reply : replies_) reply.payload.Release();
+    replies_.clear();
+  }
   if (pool_ != nullptr) pool_->WakeAll();
   writerWanted_.notify_all();
   stateChanged_.notify_all();
@@ -281,15 +285,20 @@ void NbdConnection::EnqueueReplyLocked(uint64_t cookie, uint32_t nbdError, Paylo
   reply.header.cookie = cookie;
   reply.payload = payload;
   reply.payloadBytes = payloadBytes;
-  bool wasIdle = replies_.empty();
   replies_.push_back(reply);
-  if (!wasIdle) return;  // the writer owns the queue; appending keeps reply order
-  SendStatus status = SendQueuedLocked();
-  if (status == SendStatus::Again) writerWanted_.notify_one();
 }
 
-NbdConnection::SendStatus NbdConnection::SendQueuedLocked() {
-  while (!replies_.empty()) {
+void NbdConnection::FlushLocked(std::unique_lock<std::mutex>& lock) {
+  if (sending_ || writerOwns_ || ended_ || replies_.empty()) return;
+  if (SendQueuedLocked(lock) != SendStatus::Again) return;
+  writerOwns_ = true;
+  writerWanted_.notify_one();
+}
+
+NbdConnection::SendStatus NbdConnection::SendQueuedLocked(std::unique_lock<std::mutex>& lock) {
+  sending_ = true;
+  SendStatus status = SendStatus::Drained;
+  while (!replies_.empty() && !ended_) {
     struct iovec iov[kReplyIovecsMax * 2];
     size_t iovCount = 0;
     for (size_t i = 0; i < replies_.size() && iovCount + 2 <= kReplyIovecsMax * 2; i++) {
@@ -306,12 +315,20 @@ NbdConnection::SendStatus NbdConnection::SendQueuedLocked() {
     struct msghdr message = {};
     message.msg_iov = iov;
     message.msg_iovlen = iovCount;
+    // Only the sender touches the front replies_ and their payloads; others only push_back.
+    lock.unlock();
     ssize_t sent = sendmsg(fd_, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    int errnum = errno;
+    lock.lock();
+    if (ended_) break;
     if (sent < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return SendStatus::Again;
-      int errnum = errno;
+      if (errnum == EINTR) continue;
+      if (errnum == EAGAIN || errnum == EWOULDBLOCK) {
+        status = SendStatus::Again;
+        break;
+      }
       if (!IsPeerGone(errnum)) Log(LogLevel::Error, "send failed: " + ErrnoText(errnum));
+      sending_ = false;  // EndLocked drops the queue
       EndLocked(IsPeerGone(errnum) ? EndReason::Eof : EndReason::Error, "sending a reply failed: " + ErrnoText(errnum));
       return SendStatus::Failed;
     }
@@ -330,8 +347,14 @@ NbdConnection::SendStatus NbdConnection::SendQueuedLocked() {
       replies_.pop_front();
     }
   }
+  sending_ = false;
+  if (ended_) {
+    for (Reply& reply : replies_) reply.payload.Release();
+    replies_.clear();
+    status = SendStatus::Failed;
+  }
   stateChanged_.notify_all();
-  return SendStatus::Drained;
+  return status;
 }
 
 // ---- writer thread: finishes replies the nonblocking direct send could not ----
@@ -340,13 +363,14 @@ void NbdConnection::WriterMain() {
   BlockAsyncSignalsInThisThread();
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
-    writerWanted_.wait(lock, [this] { return stop_.load() || !replies_.empty(); });
+    writerWanted_.wait(lock, [this] { return stop_.load() || writerOwns_; });
     if (stop_.load()) return;
-    if (SendQueuedLocked() != SendStatus::Again) continue;
     lock.unlock();
     struct pollfd pfd = {fd_, POLLOUT, 0};
     poll(&pfd, 1, kSocketPollIntervalMs);
     lock.lock();
+    if (stop_.load()) return;
+    if (SendQueuedLocked(lock) != SendStatus::Again) writerOwns_ = false;
   }
 }
 
@@ -373,7 +397,22 @@ bool NbdConnection::Complete(Napi::Env env, uint32_t tag, uint32_t nbdError) {
   bool sendsData = request.type == nbd::kCmdRead && nbdError == 0 && request.length > 0;
   if (!sendsData) payload.Release();
   EnqueueReplyLocked(request.cookie, nbdError, sendsData ? payload : PayloadBuffer(), sendsData ? request.length : 0);
+  if (state_->callbackDepth > 0) {
+    // Inside a batch or completion callback: one send for all of its replies when it returns.
+    if (!flushDeferred_) {
+      flushDeferred_ = true;
+      state_->deferredFlushes.push_back(shared_from_this());
+    }
+    return true;
+  }
+  FlushLocked(lock);
   return true;
+}
+
+void NbdConnection::FlushDeferred() {
+  flushDeferred_ = false;
+  std::unique_lock<std::mutex> lock(mutex_);
+  FlushLocked(lock);
 }
 
 void NbdConnection::Close() {
@@ -460,6 +499,7 @@ void NbdConnection::DeliverBatch(Napi::Env env) {
   batch.Set("rows", fields);
   batch.Set("largeBuffers", largeBuffers);
   batches_++;
+  CallbackScope scope(*state_);
   onBatch_.Call({batch});
 }
 

@@ -31,7 +31,7 @@ constexpr size_t kReplyIovecsMax = 64;
 
 enum class EndReason { Disconnect, Eof, Protocol, Error, Closed };
 
-class NbdConnection : public Stoppable, public std::enable_shared_from_this<NbdConnection> {
+class NbdConnection : public Stoppable, public DeferredFlush, public std::enable_shared_from_this<NbdConnection> {
  public:
   struct Options {
     int fd = -1;  // already dup()ed; owned by the connection
@@ -51,6 +51,8 @@ class NbdConnection : public Stoppable, public std::enable_shared_from_this<NbdC
   void Close();
   Napi::Object Stats(Napi::Env env);
   void StopForTeardown() override;
+  // JS thread: send the replies Complete() held back inside a CallbackScope.
+  void FlushDeferred() override;
 
  private:
   enum class ReadStatus { Ok, Eof, Error, Stopped };
@@ -90,7 +92,11 @@ class NbdConnection : public Stoppable, public std::enable_shared_from_this<NbdC
   void EndLocked(EndReason reason, const std::string& message);
   uint32_t AllocateTagLocked();
   void EnqueueReplyLocked(uint64_t cookie, uint32_t nbdError, PayloadBuffer payload, size_t payloadBytes);
-  SendStatus SendQueuedLocked();
+  // Send queued replies unless another thread is sending or the writer owns the queue (then it
+  // picks them up); hands the rest to the writer thread when the socket is full.
+  void FlushLocked(std::unique_lock<std::mutex>& lock);
+  // Become the one sender: sendmsg() runs with mutex_ released, so the reader never waits on a send.
+  SendStatus SendQueuedLocked(std::unique_lock<std::mutex>& lock);
 
   void End(EndReason reason, const std::string& message);
   void JoinThreadsAndCloseFd();
@@ -104,6 +110,8 @@ class NbdConnection : public Stoppable, public std::enable_shared_from_this<NbdC
   std::shared_ptr<JsWakeup> wakeup_;
   Napi::FunctionReference onBatch_;  // JS thread only
   Napi::FunctionReference onClose_;  // JS thread only
+  AddonState* state_ = nullptr;       // JS thread only: callback scopes of our environment
+  bool flushDeferred_ = false;        // JS thread only: registered in state_->deferredFlushes
   std::thread reader_;
   std::thread writer_;
   size_t initialConsumedBytes_ = 0;  // reader thread only
@@ -120,7 +128,9 @@ class NbdConnection : public Stoppable, public std::enable_shared_from_this<NbdC
   std::vector<uint32_t> freeTags_;
   size_t inFlight_ = 0;
   std::vector<uint32_t> undelivered_;
-  std::deque<Reply> replies_;
+  std::deque<Reply> replies_;  // element references stay valid across push_back (sender relies on it)
+  bool sending_ = false;       // a thread is in sendmsg() on the front of replies_
+  bool writerOwns_ = false;    // the socket was full: only the writer thread sends until drained
   int fd_;
 
   std::atomic<uint64_t> requests_{0};

@@ -220,6 +220,7 @@ void Store::OnWake(napi_env rawEnv) {
   outstanding_ -= count;
   if (outstanding_ == 0) wakeup_->SetKeepAlive(env, false);
   if (!onComplete_.IsEmpty()) {
+    CallbackScope scope(StateOf(env));
     onComplete_.Call({Napi::Number::New(env, static_cast<double>(count)), ids, results});
   }
 }

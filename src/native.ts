@@ -78,6 +78,8 @@ export interface NativeNbdConnection {
   /**
    * Send the simple reply for request `tag` (error 0 = success; NBD error numbers otherwise) and release its slot.
    * For a successful READ the reply carries `length` bytes from the request's slot / large buffer.
+   * Called inside onBatch or a store completion handler, the reply is sent together with the other
+   * replies of that callback when it returns (one sendmsg per callback); elsewhere it is sent at once.
    */
   complete(tag: number, nbdError: number): void;
   /** Stop reading, shut the socket down, and call onClose once in-flight replies are written or dropped. */
