@@ -775,6 +775,7 @@ export class PrimaryMirror implements Replicator {
     this.scheduleReconnect();
   }
 
+  /** Log a connection problem once: a peer that stays away (or in split brain) must not flood the log. */
   private reportOnce(reason: string, level: 'warn' | 'error'): void {
     if (reason === this.lastConnectFailure) return;
     this.lastConnectFailure = reason;
@@ -782,7 +783,8 @@ export class PrimaryMirror implements Replicator {
   }
 
   private noteConnectFailure(reason: string): void {
-    this.reportOnce(`secondary ${this.options.peerHost}:${this.options.peerPort} not connected: ${reason}`, 'warn');
+    if (reason !== this.lastConnectFailure) this.reportOnce(`secondary ${this.options.peerHost}:${this.options.peerPort} not connected: ${reason}`, 'warn');
+    this.lastConnectFailure = reason;
     if (!reason.startsWith('split brain') && !reason.includes('unrelated')) this.stateReason = reason;
     if (this.state === 'connected') this.setState('degraded', reason);
     this.firstOutcome?.(reason);

@@ -93,6 +93,8 @@ export class SecondaryReplica {
     resyncsCompleted: 0,
   };
   private lastDisconnectReason = '';
+  /** The last HELLO refusal logged (a retrying peer must not flood the log). */
+  private lastRefusal = '';
 
   constructor(
     private readonly store: LocalStore,
@@ -207,6 +209,7 @@ export class SecondaryReplica {
     this.counters.payloadBytesReceived += stats.payloadBytesReceived;
     if (this.session === session) this.session = undefined;
     this.lastDisconnectReason = reason;
+    if (!session.accepted && reason.startsWith('refused')) return; // already logged once as a refusal
     const level = reason.startsWith('protocol error') || reason.startsWith('refused') ? 'warn' : 'info';
     this.log[level](`connection from the primary ended: ${reason}`);
     if (this.resyncTarget) this.log.warn('the connection ended during a resync: this replica stays inconsistent until the resync is resumed');
@@ -357,7 +360,8 @@ export class SecondaryReplica {
     });
     session.link.send(reply);
     if (reason !== HelloReason.Accepted) {
-      this.log.warn(`refused ${session.link.remoteAddress}: ${why}`);
+      if (why !== this.lastRefusal) this.log.warn(`refused ${session.link.remoteAddress}: ${why}`);
+      this.lastRefusal = why;
       session.link.close(`refused: ${why}`);
       return;
     }
@@ -369,6 +373,7 @@ export class SecondaryReplica {
       current.link.close('replaced by a new connection from the same primary');
     }
     this.session = session;
+    this.lastRefusal = '';
     session.accepted = true;
     session.primaryNodeId = hello.nodeId;
     session.epoch = hello.epoch;

@@ -204,6 +204,8 @@ export class PairRoles {
     const g = this.meta.generations;
     this.meta.generations = { current: g.bitmap !== GENERATION_NONE ? g.bitmap : GENERATION_NONE, bitmap: GENERATION_NONE, history0: g.history0, history1: g.history1 };
     this.meta.diskState = 'outdated';
+    // The other node's primary is the one to follow now, whatever epoch it carries.
+    this.meta.epoch = 0n;
     await this.meta.persist();
     this.replica?.disconnectPrimary('split brain resolved: reconnect to resync');
     this.log.warn(`split brain resolved by discarding this node's changes: ${saved.regions} regions (${saved.bytes} bytes) saved to ${saved.path}; they will be overwritten by the peer's data`);
