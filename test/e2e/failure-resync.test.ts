@@ -5,7 +5,11 @@ import * as path from 'node:path';
 import { sleep, tempDir, NodeProcess, CLI } from '../helpers/node-process';
 import { NamespacePair } from '../helpers/netns';
 import { waitForPeerState } from '../helpers/pair';
-import { startFailoverPair, waitInSync, type FailoverNodes } from '../helpers/failover-pair';
+import { startFailoverPair, startNode, waitInSync, type FailoverNodes } from '../helpers/failover-pair';
+
+function startNodeB(dir: string, ns: NamespacePair, port: number): NodeProcess {
+  return startNode(dir, ns, port, 'b', 'secondary');
+}
 import { requireCommands, requireRoot } from '../helpers/requires';
 import { run, runOk } from '../helpers/run';
 
@@ -79,6 +83,43 @@ describe('failures: link cut, resync, verify, metadata', function () {
     await waitInSync(nodes.a);
     const again = JSON.parse((await runOk(process.execPath, [CLI, 'verify', '--control', nodes.a.controlPath, '--json'])).stdout) as { mismatches: unknown[] };
     assert.deepEqual(again.mismatches, []);
+    assert.equal((await nodes.a.stop()).code, 0);
+    assert.equal((await nodes.b.stop()).code, 0);
+    assert.ok(identical(nodes.storeA, nodes.storeB));
+  });
+
+  it('checksum-based resync sends no data for regions that are already the same on the peer', async function () {
+    nodes = await startFailoverPair(dir, ns, ['--resync-checksum']);
+    const uri = `nbd+unix:///?socket=${nodes.socketA}`;
+    const pattern = ['--rw=write', '--bs=64k', '--size=4M', '--offset=8M', '--verify_pattern=0x5a5a1234', '--do_verify=0'];
+    await runOk('fio', ['--name=first', '--ioengine=nbd', `--uri=${uri}`, ...pattern]);
+    await ns.linkDown();
+    await waitForPeerState(nodes.a, 'degraded', 20_000);
+    // The same bytes again while apart: the regions are marked, but the peer already has them.
+    await runOk('fio', ['--name=same', '--ioengine=nbd', `--uri=${uri}`, ...pattern]);
+    await runOk('fio', ['--name=new', '--ioengine=nbd', `--uri=${uri}`, '--rw=write', '--bs=64k', '--size=1M', '--offset=20M', '--verify_pattern=0x77', '--do_verify=0']);
+    await ns.linkUp();
+    const synced = await waitInSync(nodes.a);
+    assert.equal(synced.resync.checksum, true);
+    assert.equal(synced.resync.regionsSkippedEqual, 64, 'the 4 MiB rewritten with the same bytes were skipped');
+    assert.equal(synced.resync.bytesSent, 1024 * 1024, 'only the changed 1 MiB travelled');
+    assert.equal((await nodes.a.stop()).code, 0);
+    assert.equal((await nodes.b.stop()).code, 0);
+    assert.ok(identical(nodes.storeA, nodes.storeB));
+  });
+
+  it('a wiped secondary gets a full sync that moves the allocated data, not the volume: zero regions travel as WRITE_ZEROES', async function () {
+    nodes = await startFailoverPair(dir, ns);
+    await runOk('fio', ['--name=data', '--ioengine=nbd', `--uri=nbd+unix:///?socket=${nodes.socketA}`, '--rw=randwrite', '--bs=64k', '--size=64M', '--io_size=6M', '--refill_buffers']);
+    await nodes.b.stop();
+    fs.rmSync(nodes.storeB);
+    fs.rmSync(`${nodes.storeB}.meta`);
+    nodes.b = startNodeB(dir, ns, nodes.port);
+    await nodes.b.ready();
+    const synced = await waitInSync(nodes.a, 60_000);
+    assert.equal(synced.resync.bytesTotal, 64 * 1024 * 1024, 'every region was out of sync');
+    assert.ok(synced.resync.bytesSent <= 6 * 1024 * 1024, `sent ${synced.resync.bytesSent} bytes for 6 MiB of data`);
+    assert.ok(synced.resync.regionsZero >= 900, `${synced.resync.regionsZero} zero regions`);
     assert.equal((await nodes.a.stop()).code, 0);
     assert.equal((await nodes.b.stop()).code, 0);
     assert.ok(identical(nodes.storeA, nodes.storeB));
