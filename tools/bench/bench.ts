@@ -6,14 +6,15 @@ import { REPO_ROOT } from './blockmirror-commands';
 import { CleanupRegistry } from './cleanup-registry';
 import { BenchOptions, parseOptions, USAGE } from './cli-options';
 import { FIO_JOBS, findJob, PREFILL_BLOCK_SIZE_BYTES, PREFILL_IO_DEPTH } from './fio-jobs';
-import { evaluateGoals } from './goals';
+import { evaluateAllGoals } from './goals';
 import { IperfResult, measureVethThroughput } from './iperf';
 import { collectMachineInfo } from './machine-info';
 import { runMatrix } from './matrix-runner';
 import { blockmirrorPairTarget, qemuMirrorTarget } from './mirrored-targets';
 import { NamespacePair, removeStaleNamespaces } from './namespace-pair';
 import { renderMarkdown } from './report-markdown';
-import { BenchReport, CaseResult, TargetSummary } from './results';
+import { BenchReport, CaseResult, ResyncReport, RunSettings, TargetSummary } from './results';
+import { runResyncSection } from './resync-runner';
 import { killActiveCommands, quoteForShell } from './run-command';
 import { blockmirrorSingleTarget, nbdkitTarget, qemuNbdTarget } from './single-targets';
 import { BenchTarget, Matrix } from './target-types';
@@ -55,12 +56,15 @@ function unavailableResults(target: BenchTarget, reason: string, jobIds: readonl
   return jobIds.map((jobId) => ({ matrix: target.matrix, targetId: target.id, jobId, status: 'unavailable' as const, reason: `not available: ${reason}`, notes: [] }));
 }
 
-// Runs the mirrored matrix inside a fresh namespace pair, measuring the veth with iperf3 first.
-async function runMirrored(
+/** The command that reproduces only the resync section. */
+const RESYNC_REPRODUCE_COMMAND = 'npm run build:ts && node dist/tools/bench/bench.js --only resync';
+
+// Runs the mirrored matrix and/or the resync section inside one fresh namespace pair, measuring the veth with iperf3 first.
+async function runInNamespaces(
   targets: BenchTarget[],
   options: BenchOptions,
-  common: { jobs: typeof FIO_JOBS; workDir: string; cleanup: CleanupRegistry },
-): Promise<{ results: CaseResult[]; iperf: IperfResult | { error: string } }> {
+  common: { jobs: typeof FIO_JOBS; workDir: string; cleanup: CleanupRegistry; pairUnavailableReason: string | undefined },
+): Promise<{ results: CaseResult[]; iperf: IperfResult | { error: string }; resync?: ResyncReport }> {
   await removeStaleNamespaces(log);
   const namespaces = await NamespacePair.create(common.cleanup);
   log(`namespaces ${namespaces.nameA} and ${namespaces.nameB} created`);
@@ -73,11 +77,19 @@ async function runMirrored(
       iperf = { error: (error as Error).message };
       log(`iperf3 failed: ${iperf.error}`);
     }
-    const results = await runMatrix({
-      matrix: 'mirrored', jobs: common.jobs, targets, timing: { runtimeSec: options.runtimeSec, rampSec: options.rampSec }, repeat: options.repeat,
-      sizeBytes: DEVICE_SIZE_BYTES, workDir: common.workDir, cleanup: common.cleanup, namespaces, log,
-    });
-    return { results, iperf };
+    const results = options.matrices.includes('mirrored')
+      ? await runMatrix({
+        matrix: 'mirrored', jobs: common.jobs, targets, timing: { runtimeSec: options.runtimeSec, rampSec: options.rampSec }, repeat: options.repeat,
+        sizeBytes: DEVICE_SIZE_BYTES, workDir: common.workDir, cleanup: common.cleanup, namespaces, log,
+      })
+      : [];
+    const resync = options.resync
+      ? await runResyncSection({
+        namespaces, workDir: common.workDir, cleanup: common.cleanup, volumeBytes: DEVICE_SIZE_BYTES,
+        runtimeSec: options.runtimeSec, rampSec: options.rampSec, reproduceCommand: RESYNC_REPRODUCE_COMMAND, log,
+      }, common.pairUnavailableReason)
+      : undefined;
+    return { results, iperf, resync };
   } finally {
     await namespaces.destroy();
     log('namespaces deleted');
@@ -104,38 +116,39 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], work
   }
   const timing = { runtimeSec: options.runtimeSec, rampSec: options.rampSec };
   let iperf: BenchReport['iperf'];
+  let resync: ResyncReport | undefined;
   if (options.matrices.includes('single')) {
     results.push(...(await runMatrix({ matrix: 'single', jobs, targets: available.get('single') ?? [], timing, repeat: options.repeat, sizeBytes: DEVICE_SIZE_BYTES, workDir, cleanup, log })));
   }
-  if (options.matrices.includes('mirrored')) {
-    const mirrored = await runMirrored(available.get('mirrored') ?? [], options, { jobs, workDir, cleanup });
+  if (options.matrices.includes('mirrored') || options.resync) {
+    const pairSummary = summaries.find((summary) => summary.id === blockmirrorPairTarget.id);
+    const pairUnavailableReason = !options.resync ? undefined
+      : pairSummary ? pairSummary.unavailableReason
+        : await blockmirrorPairTarget.unavailableReason({ dir: workDir, sizeBytes: DEVICE_SIZE_BYTES, cleanup });
+    const mirrored = await runInNamespaces(available.get('mirrored') ?? [], options, { jobs, workDir, cleanup, pairUnavailableReason });
     results.push(...mirrored.results);
     iperf = mirrored.iperf;
+    resync = mirrored.resync;
   }
-  return {
-    machine,
-    settings: {
-      runtimeSec: options.runtimeSec,
-      rampSec: options.rampSec,
-      sizeBytes: DEVICE_SIZE_BYTES,
-      repeat: options.repeat,
-      readPrefill:
-        `Before 4k randread QD32 the whole device is written once (fio rw=write bs=${PREFILL_BLOCK_SIZE_BYTES / 1024 ** 2}M iodepth=${PREFILL_IO_DEPTH}, ` +
-        'unmeasured) through the same freshly started server, so reads return written blocks rather than holes.',
-      reproduceCommand: reproduceCommand(argv),
-      matrices: options.matrices,
-    },
-    targets: summaries,
-    results,
-    iperf,
-    goals: evaluateGoals(results, options.matrices),
+  const settings: RunSettings = {
+    runtimeSec: options.runtimeSec,
+    rampSec: options.rampSec,
+    sizeBytes: DEVICE_SIZE_BYTES,
+    repeat: options.repeat,
+    readPrefill:
+      `Before 4k randread QD32 the whole device is written once (fio rw=write bs=${PREFILL_BLOCK_SIZE_BYTES / 1024 ** 2}M iodepth=${PREFILL_IO_DEPTH}, ` +
+      'unmeasured) through the same freshly started server, so reads return written blocks rather than holes.',
+    reproduceCommand: reproduceCommand(argv),
+    matrices: options.matrices,
+    resync: options.resync,
   };
+  return { machine, settings, targets: summaries, results, iperf, resync, goals: evaluateAllGoals({ results, settings, resync, iperf }) };
 }
 
 // Re-renders the markdown of an earlier run from its JSON; the figures and the reproduce command are the original run's.
 function renderSavedReport(jsonPath: string, outPath: string): number {
   const saved = JSON.parse(fs.readFileSync(jsonPath, 'utf8')) as BenchReport;
-  const report: BenchReport = { ...saved, goals: evaluateGoals(saved.results, saved.settings.matrices) };
+  const report: BenchReport = { ...saved, goals: evaluateAllGoals(saved) };
   fs.writeFileSync(outPath, renderMarkdown(report));
   log(`rendered ${outPath} from ${jsonPath}`);
   return 0;

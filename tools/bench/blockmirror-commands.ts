@@ -1,4 +1,5 @@
 // How the benchmark invokes blockmirror; the one place to update when the CLI changes.
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { runCommand, describeExit, firstLines } from './run-command';
 
@@ -22,18 +23,21 @@ export function serveCommand(storePath: string, sizeBytes: number, socketPath: s
 }
 
 // blockmirror secondary (namespace B): keep a replica and accept the primary's replication stream.
-export function secondaryCommand(storePath: string, sizeBytes: number, listenAddress: string, controlPath: string): string[] {
+// `extraArgs` carries scenario-specific pair options (e.g. --keepalive-timeout for the resync benchmark).
+export function secondaryCommand(storePath: string, sizeBytes: number, listenAddress: string, controlPath: string, extraArgs: readonly string[] = []): string[] {
   return [
     process.execPath, BLOCKMIRROR_BIN, 'secondary', '--store', storePath, '--size', sizeFlag(sizeBytes),
-    '--listen', `${listenAddress}:${REPLICATION_PORT}`, '--control', controlPath,
+    '--listen', `${listenAddress}:${REPLICATION_PORT}`, '--control', controlPath, ...extraArgs,
   ];
 }
 
 // blockmirror primary (namespace A): serve NBD on a unix socket and mirror every write to the secondary.
-export function primaryCommand(storePath: string, sizeBytes: number, socketPath: string, peerAddress: string, controlPath: string): string[] {
+export function primaryCommand(
+  storePath: string, sizeBytes: number, socketPath: string, peerAddress: string, controlPath: string, extraArgs: readonly string[] = [],
+): string[] {
   return [
     process.execPath, BLOCKMIRROR_BIN, 'primary', '--store', storePath, '--size', sizeFlag(sizeBytes),
-    '--nbd-socket', socketPath, '--peer', `${peerAddress}:${REPLICATION_PORT}`, '--control', controlPath,
+    '--nbd-socket', socketPath, '--peer', `${peerAddress}:${REPLICATION_PORT}`, '--control', controlPath, ...extraArgs,
   ];
 }
 
@@ -41,6 +45,21 @@ export function primaryCommand(storePath: string, sizeBytes: number, socketPath:
 export interface PrimaryStatus {
   peer?: { state?: string; outOfSyncBytes?: number };
   mirror?: { mode?: string; degradedWrites?: number; disconnects?: number };
+  resync?: ResyncStatus;
+}
+
+/** The `resync` section of a primary's status (the background resync's progress). */
+export interface ResyncStatus {
+  active?: boolean;
+  bytesTotal?: number;
+  bytesDone?: number;
+  bytesSent?: number;
+  regionsZero?: number;
+  bytesPerSecond?: number;
+  percent?: number;
+  etaSeconds?: number | null;
+  startedAt?: string | null;
+  finishedAt?: string | null;
 }
 
 /** A status query over the control socket should answer quickly. */
@@ -51,6 +70,39 @@ export async function readStatus(controlPath: string): Promise<PrimaryStatus> {
   const result = await runCommand(process.execPath, [BLOCKMIRROR_BIN, 'status', '--control', controlPath, '--json'], { timeoutMs: STATUS_TIMEOUT_MS });
   if (result.exitCode !== 0) throw new Error(`blockmirror status failed (${describeExit(result)}): ${firstLines(result.stderr || result.stdout)}`);
   return JSON.parse(result.stdout) as PrimaryStatus;
+}
+
+// Asks the control socket directly (one JSON line each way), without starting a node process: for tight polling
+// where `blockmirror status` (~100 ms of node start-up per call) would blur the timing being measured.
+export function queryStatus(controlPath: string, timeoutMs = STATUS_TIMEOUT_MS): Promise<PrimaryStatus> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection(controlPath);
+    let buffered = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no status answer from ${controlPath} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write(`${JSON.stringify({ command: 'status' })}\n`));
+    socket.on('data', (chunk: string) => {
+      buffered += chunk;
+      const newline = buffered.indexOf('\n');
+      if (newline < 0) return;
+      clearTimeout(timer);
+      socket.end();
+      try {
+        const response = JSON.parse(buffered.slice(0, newline)) as { ok: boolean; result?: PrimaryStatus; error?: string };
+        if (response.ok && response.result) resolve(response.result);
+        else reject(new Error(`status refused: ${String(response.error)}`));
+      } catch (error) {
+        reject(new Error(`malformed status answer from ${controlPath}: ${(error as Error).message}`));
+      }
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot reach control socket ${controlPath}: ${error.code ?? error.message}`));
+    });
+  });
 }
 
 // A subcommand counts as present when `blockmirror --help` lists it; otherwise the reason is returned.

@@ -9,6 +9,8 @@ export interface BenchOptions {
   repeat: number;
   quick: boolean;
   matrices: Matrix[];
+  /** Run the resync section (pair link cut / full sync / IOPS during resync). */
+  resync: boolean;
   /** Target ids to run; undefined = all. */
   targetIds?: string[];
   /** fio job ids to run; undefined = all. */
@@ -35,8 +37,9 @@ export const USAGE = `usage: node dist/tools/bench/bench.js [flags]
   --ramp SECONDS      unmeasured warm-up per fio job (default ${DEFAULT_RAMP_SEC})
   --repeat N          measure every case N times (interleaved) and report the median run (default 1)
   --quick             smoke test: runtime ${QUICK_RUNTIME_SEC} s, ramp ${QUICK_RAMP_SEC} s, iperf3 ${QUICK_IPERF_SEC} s
-  --only single|mirrored   run one matrix only
+  --only single|mirrored|resync   run one matrix only, or only the resync section (default: all three)
   --targets LIST      comma list of: blockmirror,nbdkit,qemu-nbd,blockmirror-pair,qemu-mirror
+                      (the resync section runs when the list is absent or names blockmirror-pair)
   --jobs LIST         comma list of: ${FIO_JOBS.map((job) => job.id).join(',')}
   --out FILE          markdown report (default BENCHMARKS.md in the current directory)
   --json FILE         also write the raw results as JSON
@@ -74,6 +77,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     repeat: 1,
     quick: false,
     matrices: ['single', 'mirrored'],
+    resync: true,
     outPath: 'BENCHMARKS.md',
     keepWorkDir: false,
     help: false,
@@ -89,9 +93,10 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       case '--repeat': options.repeat = positiveInteger(flag, value()); break;
       case '--quick': options.quick = true; break;
       case '--only': {
-        const matrix = value();
-        if (matrix !== 'single' && matrix !== 'mirrored') throw new Error('--only takes single or mirrored');
-        options.matrices = [matrix];
+        const section = value();
+        if (section !== 'single' && section !== 'mirrored' && section !== 'resync') throw new Error('--only takes single, mirrored or resync');
+        options.matrices = section === 'resync' ? [] : [section];
+        options.resync = section === 'resync';
         break;
       }
       case '--targets': options.targetIds = list(flag, value()); break;
@@ -110,6 +115,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     options.rampSec = QUICK_RAMP_SEC;
     options.iperfSec = QUICK_IPERF_SEC;
   }
+  if (options.targetIds && !options.targetIds.includes('blockmirror-pair')) options.resync = false;
   options.runtimeSec = explicitRuntime ?? options.runtimeSec;
   options.rampSec = explicitRamp ?? options.rampSec;
   return options;

@@ -44,8 +44,8 @@ export function prefillArgs(uri: string, regionBytes: number): string[] {
   return [...commonArgs('prefill', uri, regionBytes), '--rw=write', `--bs=${PREFILL_BLOCK_SIZE_BYTES}`, `--iodepth=${PREFILL_IO_DEPTH}`];
 }
 
-// Runs fio with JSON written to a file in workDir and returns the parsed figures.
-async function runFio(args: string[], direction: 'read' | 'write', workDir: string, label: string, timeoutMs: number): Promise<JobMetrics> {
+// Runs fio with JSON written to a file in workDir (fio-LABEL.json) and returns the parsed figures.
+export async function runFio(args: string[], direction: 'read' | 'write', workDir: string, label: string, timeoutMs: number): Promise<JobMetrics> {
   const outputPath = path.join(workDir, `fio-${label}.json`);
   const fullArgs = [...args, `--output=${outputPath}`];
   const result = await runCommand('fio', fullArgs, { timeoutMs });

@@ -1,6 +1,7 @@
 // The performance targets from the issues, checked against one run's figures.
 import { JobMetrics } from './fio-result';
-import { CaseResult, GoalResult, metricsFor } from './results';
+import { IperfResult } from './iperf';
+import { BenchReport, CaseResult, GoalResult, metricsFor, ResyncReport, ScenarioOutcome } from './results';
 import { Matrix } from './target-types';
 
 type Comparison =
@@ -75,4 +76,73 @@ function evaluateGoal(goal: Goal, results: readonly CaseResult[]): GoalResult {
 // Evaluates every goal of the matrices that were run.
 export function evaluateGoals(results: readonly CaseResult[], matrices: readonly Matrix[]): GoalResult[] {
   return GOALS.filter((goal) => matrices.includes(goal.matrix)).map((goal) => evaluateGoal(goal, results));
+}
+
+/** Resync targets from the issue. */
+export const RESYNC_THROUGHPUT_MIN_RATIO = 0.8;
+export const FULL_SYNC_SENT_MAX_RATIO = 1.1;
+export const IOPS_DURING_RESYNC_MIN_RATIO = 0.5;
+
+// n/a with the scenario's own reason when it has no figures.
+function scenarioMissing(outcome: Exclude<ScenarioOutcome<unknown>, { status: 'ok' }>, description: string): GoalResult {
+  return { matrix: 'resync', description, status: 'n/a', detail: `${outcome.status}: ${outcome.reason}` };
+}
+
+// Resync throughput (bytesDone over link-up → in sync) against iperf3 on the same veth.
+function resyncThroughputGoal(resync: ResyncReport, iperf: IperfResult | { error: string } | undefined): GoalResult {
+  const description = `resync of 10% dirty regions: bytesDone ÷ (link-up → in sync) ≥ ${RESYNC_THROUGHPUT_MIN_RATIO}× iperf3 on the same veth`;
+  const outcome = resync.dirty;
+  if (outcome.status !== 'ok') return scenarioMissing(outcome, description);
+  if (!iperf || 'error' in iperf) return { matrix: 'resync', description, status: 'n/a', detail: `no iperf3 figure${iperf ? `: ${iperf.error}` : ''}` };
+  const figures = outcome.figures;
+  const bytesPerSec = figures.bytesDone / figures.linkUpToInSyncSec;
+  const ratio = bytesPerSec / (iperf.bitsPerSecond / 8);
+  return {
+    matrix: 'resync', description, status: ratio >= RESYNC_THROUGHPUT_MIN_RATIO ? 'met' : 'not met',
+    detail: `${(bytesPerSec / 1024 ** 2).toFixed(1)} MiB/s vs ${(iperf.bitsPerSecond / 8 / 1024 ** 2).toFixed(0)} MiB/s = ` +
+      `${formatAgainst(ratio, RESYNC_THROUGHPUT_MIN_RATIO)}× (need ≥ ${RESYNC_THROUGHPUT_MIN_RATIO}×)`,
+  };
+}
+
+// Full sync of a sparse volume: data sent must follow the allocated data, not the volume size.
+function fullSyncGoal(resync: ResyncReport): GoalResult {
+  const description = `full sync of a sparse volume: bytesSent ≤ ${FULL_SYNC_SENT_MAX_RATIO}× the primary's allocated data (not the volume size)`;
+  const outcome = resync.fullSync;
+  if (outcome.status !== 'ok') return scenarioMissing(outcome, description);
+  const figures = outcome.figures;
+  if (figures.bytesTotal !== figures.volumeBytes) {
+    return { matrix: 'resync', description, status: 'n/a', detail: `the resync covered ${figures.bytesTotal} of ${figures.volumeBytes} bytes: not a full sync` };
+  }
+  const ratio = figures.bytesSent / figures.allocatedBytes;
+  return {
+    matrix: 'resync', description, status: ratio <= FULL_SYNC_SENT_MAX_RATIO ? 'met' : 'not met',
+    detail: `${(figures.bytesSent / 1024 ** 2).toFixed(1)} MiB sent for ${(figures.allocatedBytes / 1024 ** 2).toFixed(1)} MiB allocated = ` +
+      `${formatAgainst(ratio, FULL_SYNC_SENT_MAX_RATIO)}× (need ≤ ${FULL_SYNC_SENT_MAX_RATIO}×); ` +
+      `${((100 * figures.bytesSent) / figures.volumeBytes).toFixed(1)}% of the ${(figures.volumeBytes / 1024 ** 3).toFixed(0)} GiB volume`,
+  };
+}
+
+// Application 4k randwrite QD32 IOPS during a resync against the same pair in sync.
+function iopsDuringResyncGoal(resync: ResyncReport): GoalResult {
+  const description = `4k randwrite QD32 IOPS during resync ≥ ${IOPS_DURING_RESYNC_MIN_RATIO}× the in-sync pair`;
+  const outcome = resync.iops;
+  if (outcome.status !== 'ok') return scenarioMissing(outcome, description);
+  const figures = outcome.figures;
+  const ratio = figures.duringResync.iops / figures.normal.iops;
+  return {
+    matrix: 'resync', description, status: ratio >= IOPS_DURING_RESYNC_MIN_RATIO ? 'met' : 'not met',
+    detail: `${Math.round(figures.duringResync.iops)} vs ${Math.round(figures.normal.iops)} IOPS = ` +
+      `${formatAgainst(ratio, IOPS_DURING_RESYNC_MIN_RATIO)}× (need ≥ ${IOPS_DURING_RESYNC_MIN_RATIO}×; resync limited to ${(figures.resyncRateBytesPerSec / 1024 ** 2).toFixed(0)} MiB/s)`,
+  };
+}
+
+// Evaluates the resync goals (none when the section did not run).
+export function evaluateResyncGoals(resync: ResyncReport | undefined, iperf: IperfResult | { error: string } | undefined): GoalResult[] {
+  if (!resync) return [];
+  return [resyncThroughputGoal(resync, iperf), fullSyncGoal(resync), iopsDuringResyncGoal(resync)];
+}
+
+// Every goal of a report: the matrices' and the resync section's.
+export function evaluateAllGoals(report: Pick<BenchReport, 'results' | 'settings' | 'resync' | 'iperf'>): GoalResult[] {
+  return [...evaluateGoals(report.results, report.settings.matrices), ...evaluateResyncGoals(report.resync, report.iperf)];
 }

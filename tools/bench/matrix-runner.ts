@@ -29,7 +29,7 @@ export interface MatrixRun {
 }
 
 // Byte-compares primary and replica after the servers stopped; a mirror that lost writes must not report numbers.
-async function compareReplica(files: readonly [string, string]): Promise<void> {
+export async function compareReplica(files: readonly [string, string]): Promise<void> {
   const result = await runCommand('cmp', ['--silent', files[0], files[1]], { timeoutMs: REPLICA_COMPARE_TIMEOUT_MS });
   if (result.exitCode === 1) throw new Error(`replica differs from primary (${path.basename(files[0])} vs ${path.basename(files[1])})`);
   if (result.exitCode !== 0) throw new Error(`cmp failed: ${result.stderr.trim()}`);

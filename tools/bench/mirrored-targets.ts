@@ -26,13 +26,13 @@ function requireNamespaces(context: TargetContext): NamespacePair {
 }
 
 // Starts a server inside one namespace; `ip netns exec` execs it, so the tracked pid is the server itself.
-function startInNamespace(context: TargetContext, namespaces: NamespacePair, side: 'a' | 'b', name: string, command: readonly string[]): ServerProcess {
+export function startInNamespace(context: TargetContext, namespaces: NamespacePair, side: 'a' | 'b', name: string, command: readonly string[]): ServerProcess {
   const [program, ...args] = [...namespaces.execPrefix(side), ...command];
   return ServerProcess.start(name, program as string, args, path.join(context.caseDir, `${name}.log`), context.cleanup);
 }
 
 // Stops servers newest first, then reports the first error (so every server is stopped even if one fails).
-async function stopAll(servers: readonly ServerProcess[]): Promise<void> {
+export async function stopAll(servers: readonly ServerProcess[]): Promise<void> {
   let firstError: unknown;
   for (const server of [...servers].reverse()) {
     try {
@@ -125,7 +125,7 @@ async function startQemuMirror(context: TargetContext): Promise<RunningTarget> {
 const PAIR_IN_SYNC_TIMEOUT_MS = 60_000;
 
 // Waits until the primary reports its peer connected with nothing out of sync: the state being measured.
-async function waitForPairInSync(controlPath: string, primary: ServerProcess): Promise<void> {
+export async function waitForPairInSync(controlPath: string, primary: ServerProcess): Promise<void> {
   await retryUntil(async () => {
     if (primary.hasExited) throw new Error(primary.describeExit());
     const status = await readStatus(controlPath);

@@ -11,6 +11,9 @@ export const ADDRESS_B = '10.213.0.2';
 const PREFIX_LENGTH = 30;
 
 export type Side = 'a' | 'b';
+/** Interface names of the veth ends inside namespace A and B. */
+const VETH_A = 'bmbench0';
+const VETH_B = 'bmbench1';
 
 // Owns the namespaces and guarantees they are removed (with anything still running inside).
 export class NamespacePair {
@@ -30,13 +33,11 @@ export class NamespacePair {
     const pair = new NamespacePair(`${NAMESPACE_PREFIX}${runId}-a`, `${NAMESPACE_PREFIX}${runId}-b`, cleanup);
     await runChecked('ip', ['netns', 'add', pair.nameA]);
     await runChecked('ip', ['netns', 'add', pair.nameB]);
-    const vethA = 'bmbench0';
-    const vethB = 'bmbench1';
     // Both ends are created inside the new namespaces, so the host's own interfaces are never touched.
-    await runChecked('ip', ['link', 'add', vethA, 'netns', pair.nameA, 'type', 'veth', 'peer', 'name', vethB, 'netns', pair.nameB]);
-    await runChecked('ip', ['-n', pair.nameA, 'addr', 'add', `${ADDRESS_A}/${PREFIX_LENGTH}`, 'dev', vethA]);
-    await runChecked('ip', ['-n', pair.nameB, 'addr', 'add', `${ADDRESS_B}/${PREFIX_LENGTH}`, 'dev', vethB]);
-    for (const [name, veth] of [[pair.nameA, vethA], [pair.nameB, vethB]] as const) {
+    await runChecked('ip', ['link', 'add', VETH_A, 'netns', pair.nameA, 'type', 'veth', 'peer', 'name', VETH_B, 'netns', pair.nameB]);
+    await runChecked('ip', ['-n', pair.nameA, 'addr', 'add', `${ADDRESS_A}/${PREFIX_LENGTH}`, 'dev', VETH_A]);
+    await runChecked('ip', ['-n', pair.nameB, 'addr', 'add', `${ADDRESS_B}/${PREFIX_LENGTH}`, 'dev', VETH_B]);
+    for (const [name, veth] of [[pair.nameA, VETH_A], [pair.nameB, VETH_B]] as const) {
       await runChecked('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
       await runChecked('ip', ['-n', name, 'link', 'set', veth, 'up']);
     }
@@ -46,6 +47,16 @@ export class NamespacePair {
   // Command prefix that runs a program inside one side's namespace.
   execPrefix(side: Side): string[] {
     return ['ip', 'netns', 'exec', side === 'a' ? this.nameA : this.nameB];
+  }
+
+  // Cuts or restores the link by setting namespace A's veth end down or up (B loses carrier with it).
+  async setLinkUp(up: boolean): Promise<void> {
+    await runChecked('ip', ['-n', this.nameA, 'link', 'set', VETH_A, up ? 'up' : 'down']);
+  }
+
+  // The command setLinkUp runs, for the report.
+  static linkCommand(up: boolean): string {
+    return `ip -n A link set ${VETH_A} ${up ? 'up' : 'down'}`;
   }
 
   // Deletes the namespaces now (and unregisters the cleanup step).

@@ -2,6 +2,7 @@
 import { FIO_JOBS } from './fio-jobs';
 import { JobMetrics } from './fio-result';
 import { BenchReport, CaseResult, metricsFor, TargetSummary } from './results';
+import { resyncSection } from './report-resync';
 import { Matrix } from './target-types';
 
 const MIB = 1024 ** 2;
@@ -136,7 +137,7 @@ function machineSection(report: BenchReport): string[] {
 
 // iperf3 across the veth, the ceiling for any replication stream.
 function networkSection(report: BenchReport): string[] {
-  if (!report.settings.matrices.includes('mirrored')) return ['Not run (single-node matrix only).'];
+  if (!report.settings.matrices.includes('mirrored') && !report.resync) return ['Not run (single-node matrix only).'];
   const iperf = report.iperf;
   if (!iperf) return ['Not measured.'];
   if ('error' in iperf) return [`iperf3 failed: ${iperf.error}`];
@@ -186,6 +187,10 @@ export function renderMarkdown(report: BenchReport): string {
     '### Network between the namespaces',
     '',
     ...networkSection(report),
+    '',
+    '## Resync',
+    '',
+    ...resyncSection(report),
     '',
     '## Goals from the issues',
     '',

@@ -33,6 +33,8 @@ export interface RunSettings {
   readPrefill: string;
   reproduceCommand: string;
   matrices: Matrix[];
+  /** Whether the resync section was asked for (absent in reports from before it existed). */
+  resync?: boolean;
 }
 
 export interface BenchReport {
@@ -41,11 +43,74 @@ export interface BenchReport {
   targets: TargetSummary[];
   results: CaseResult[];
   iperf?: IperfResult | { error: string };
+  /** Present when the resync section ran (it shares the namespaces and the iperf3 figure with the mirrored matrix). */
+  resync?: ResyncReport;
   goals: GoalResult[];
 }
 
+/** One resync scenario: its figures, or why there are none. */
+export type ScenarioOutcome<T> =
+  | { status: 'ok'; figures: T; notes: string[] }
+  | { status: 'failed' | 'unavailable'; reason: string; notes: string[] };
+
+/** Link cut, ~10% of the 64 KiB regions written while degraded, link restored: how fast the pair is whole again. */
+export interface DirtyResyncFigures {
+  volumeBytes: number;
+  /** Bytes fio wrote while the link was down. */
+  writtenBytes: number;
+  /** peer.outOfSyncBytes and peer.state on the primary just before the link came back. */
+  outOfSyncBytesWhileDown: number;
+  peerStateWhileDown: string;
+  /** From `ip link set up` until status showed resync inactive, peer connected, 0 bytes out of sync. */
+  linkUpToInSyncSec: number;
+  /** The resync engine's own duration (status resync.startedAt → finishedAt), without reconnecting. */
+  resyncEngineSec: number | null;
+  bytesDone: number;
+  bytesSent: number;
+  regionsZero: number;
+  /** status resync.bytesPerSecond as the primary reports it after the resync. */
+  statusBytesPerSecond: number;
+}
+
+/** A new, empty secondary against a sparse primary: the full sync must send the allocated data, not the volume. */
+export interface FullSyncFigures {
+  volumeBytes: number;
+  writtenBytes: number;
+  /** Allocated bytes of the primary's store file (st_blocks × 512). */
+  allocatedBytes: number;
+  /** From starting the new secondary until the primary showed it in sync. */
+  startToInSyncSec: number;
+  resyncEngineSec: number | null;
+  bytesTotal: number;
+  bytesDone: number;
+  bytesSent: number;
+  regionsZero: number;
+  statusBytesPerSecond: number;
+}
+
+/** 4k randwrite QD32 on the connected pair, then again while a (rate-limited) resync runs. */
+export interface IopsDuringResyncFigures {
+  normal: JobMetrics;
+  duringResync: JobMetrics;
+  resyncRateBytesPerSec: number;
+  dirtyBytes: number;
+  /** resync.bytesDone advanced by this much during the measured fio job (ramp included). */
+  resyncBytesDuringJob: number;
+  runtimeSec: number;
+  rampSec: number;
+}
+
+export interface ResyncReport {
+  /** The settings used, in words, for the report. */
+  settings: string[];
+  reproduceCommand: string;
+  dirty: ScenarioOutcome<DirtyResyncFigures>;
+  fullSync: ScenarioOutcome<FullSyncFigures>;
+  iops: ScenarioOutcome<IopsDuringResyncFigures>;
+}
+
 export interface GoalResult {
-  matrix: Matrix;
+  matrix: Matrix | 'resync';
   description: string;
   status: 'met' | 'not met' | 'n/a';
   detail: string;
