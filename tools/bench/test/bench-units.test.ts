@@ -3,11 +3,12 @@ import * as assert from 'node:assert/strict';
 import { parseOptions } from '../cli-options';
 import { findJob } from '../fio-jobs';
 import { JobMetrics, parseFioJson } from '../fio-result';
-import { evaluateGoals, formatAgainst } from '../goals';
+import { evaluateAllGoals, evaluateGoals, evaluateResyncGoals, formatAgainst } from '../goals';
 import { receivedBitsPerSecond } from '../iperf';
 import { combineRepetitions } from '../matrix-runner';
 import { renderMarkdown } from '../report-markdown';
-import { BenchReport, CaseResult } from '../results';
+import { BenchReport, CaseResult, ResyncReport } from '../results';
+import { dirtyShareAsExpected, engineSeconds, resyncRateFor, scatteredWriteArgs } from '../resync-workloads';
 import { quoteForShell } from '../run-command';
 
 // A fio JSON document shaped like fio 3.33's output, with the nbd engine's log line in front.
@@ -120,9 +121,20 @@ describe('bench: flags', () => {
     assert.deepEqual(parseOptions(['--targets', 'nbdkit,qemu-nbd']).targetIds, ['nbdkit', 'qemu-nbd']);
   });
 
+  it('--only selects a matrix or the resync section; a full run includes resync', () => {
+    assert.deepEqual(parseOptions([]).matrices, ['single', 'mirrored']);
+    assert.equal(parseOptions([]).resync, true);
+    assert.equal(parseOptions(['--only', 'single']).resync, false);
+    assert.equal(parseOptions(['--only', 'mirrored']).resync, false);
+    assert.deepEqual(parseOptions(['--only', 'resync']).matrices, []);
+    assert.equal(parseOptions(['--only', 'resync']).resync, true);
+    assert.equal(parseOptions(['--targets', 'nbdkit']).resync, false);
+    assert.equal(parseOptions(['--targets', 'blockmirror-pair']).resync, true);
+  });
+
   it('rejects bad values', () => {
     assert.throws(() => parseOptions(['--runtime', 'abc']), /positive number/);
-    assert.throws(() => parseOptions(['--only', 'both']), /single or mirrored/);
+    assert.throws(() => parseOptions(['--only', 'both']), /single, mirrored or resync/);
     assert.throws(() => parseOptions(['--repeat', '1.5']), /whole number/);
     assert.throws(() => parseOptions(['--bogus']), /unknown flag/);
   });
@@ -161,5 +173,92 @@ describe('bench: markdown', () => {
     assert.match(markdown, /4k randwrite QD32 IOPS ≥ 1\.0× nbdkit \| \*\*met\*\*/);
     assert.match(markdown, /10\.00 Gbit\/s/);
     assert.match(markdown, /node dist\/tools\/bench\/bench\.js/);
+  });
+});
+
+// A resync report with the three scenarios' figures; `overrides` replaces whole scenarios.
+function resyncReport(overrides: Partial<ResyncReport> = {}): ResyncReport {
+  const mib = 1024 ** 2;
+  return {
+    settings: ['pair with --keepalive-timeout 1500'],
+    reproduceCommand: 'npm run build:ts && node dist/tools/bench/bench.js --only resync',
+    dirty: {
+      status: 'ok', notes: ['replica identical to the primary after the resync (cmp)'],
+      figures: {
+        volumeBytes: 1024 * mib, writtenBytes: 102 * mib, outOfSyncBytesWhileDown: 102 * mib, peerStateWhileDown: 'degraded',
+        linkUpToInSyncSec: 1, resyncEngineSec: 0.5, bytesDone: 102 * mib, bytesSent: 102 * mib, regionsZero: 0, statusBytesPerSecond: 204 * mib,
+      },
+    },
+    fullSync: {
+      status: 'ok', notes: [],
+      figures: {
+        volumeBytes: 1024 * mib, writtenBytes: 64 * mib, allocatedBytes: 64 * mib, startToInSyncSec: 3, resyncEngineSec: 2,
+        bytesTotal: 1024 * mib, bytesDone: 1024 * mib, bytesSent: 64 * mib, regionsZero: 15360, statusBytesPerSecond: 512 * mib,
+      },
+    },
+    iops: {
+      status: 'ok', notes: [],
+      figures: {
+        normal: metrics({ iops: 10_000 }), duringResync: metrics({ iops: 4_000 }), resyncRateBytesPerSec: 40 * mib,
+        dirtyBytes: 1024 * mib, resyncBytesDuringJob: 300 * mib, runtimeSec: 8, rampSec: 2,
+      },
+    },
+    ...overrides,
+  };
+}
+
+describe('bench: resync section', () => {
+  const iperf = { bitsPerSecond: 8 * 1024 ** 2 * 100, durationSec: 5, command: 'iperf3' };
+
+  it('judges resync throughput against iperf3, sent bytes against allocated data, IOPS during resync against normal', () => {
+    const goals = evaluateResyncGoals(resyncReport(), iperf);
+    assert.deepEqual(goals.map((goal) => goal.status), ['met', 'met', 'not met']);
+    assert.match(goals[0]?.detail ?? '', /102\.0 MiB\/s vs 100 MiB\/s = 1\.020×/);
+    assert.match(goals[1]?.detail ?? '', /1\.000× \(need ≤ 1\.1×\); 6\.3% of the 1 GiB volume/);
+    assert.match(goals[2]?.detail ?? '', /4000 vs 10000 IOPS = 0\.400×/);
+  });
+
+  it('says n/a with the reason when a scenario failed, iperf3 is missing, or the sync was not full', () => {
+    const failed = resyncReport({ iops: { status: 'failed', reason: 'resync finished before the measured job did', notes: [] } });
+    const goals = evaluateResyncGoals(failed, { error: 'no route' });
+    assert.equal(goals[0]?.status, 'n/a');
+    assert.match(goals[0]?.detail ?? '', /no iperf3 figure: no route/);
+    assert.match(goals[2]?.detail ?? '', /failed: resync finished before/);
+    const partial = resyncReport();
+    if (partial.fullSync.status === 'ok') partial.fullSync.figures.bytesTotal = 100;
+    assert.match(evaluateResyncGoals(partial, iperf)[1]?.detail ?? '', /not a full sync/);
+    assert.deepEqual(evaluateResyncGoals(undefined, iperf), []);
+  });
+
+  it('builds the dirty write and the resync rate from the named constants', () => {
+    const args = scatteredWriteArgs('dirty', 'nbd+unix:///?socket=s', 1024 ** 3, 102 * 1024 ** 2);
+    assert.ok(args.includes('--rw=randwrite') && args.includes('--bs=65536') && args.includes('--refill_buffers') && args.includes(`--io_size=${102 * 1024 ** 2}`));
+    assert.equal(dirtyShareAsExpected(102 * 1024 ** 2, 1024 ** 3), true);
+    assert.equal(dirtyShareAsExpected(200 * 1024 ** 2, 1024 ** 3), false);
+    assert.equal(resyncRateFor(1024 ** 3, 10) % 1024 ** 2, 0);
+    assert.ok(1024 ** 3 / resyncRateFor(1024 ** 3, 10) >= 30);
+    assert.equal(engineSeconds('2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.500Z'), 1.5);
+    assert.equal(engineSeconds(null, '2020-01-01T00:00:01.500Z'), null);
+  });
+
+  it('renders the resync section with its reproduce command, and goals re-evaluate from saved JSON', () => {
+    const settings = { runtimeSec: 10, rampSec: 2, sizeBytes: 1024 ** 3, repeat: 1, readPrefill: 'p.', reproduceCommand: 'x', matrices: [], resync: true };
+    const report: BenchReport = {
+      machine: {
+        date: '2020-01-01T00:00:00.000Z', hostCpus: 2, cpuModel: 'cpu', memoryGiB: 1, kernel: 'Linux test', loadAverageAtStart: [1, 1, 1],
+        node: 'v20', fio: 'fio-3.33', nbdkit: 'nbdkit', qemuNbd: 'qemu-nbd', qemuStorageDaemon: 'qsd', iperf3: 'iperf3', workDirFilesystem: 'ext4', gitCommit: 'abc',
+      },
+      settings, targets: [], results: [], iperf, resync: resyncReport(), goals: [],
+    };
+    report.goals = evaluateAllGoals(report);
+    const markdown = renderMarkdown(report);
+    assert.match(markdown, /## Resync\n\nReproduce this section alone with:\n\n```sh\nnpm run build:ts && node dist\/tools\/bench\/bench\.js --only resync/);
+    assert.match(markdown, /\*\*Resync throughput\*\* = bytesDone ÷ \(link up → in sync\) \| \*\*102\.0 MiB\/s \(1\.02× iperf3\)\*\*/);
+    assert.match(markdown, /\*\*64\.0 MiB\*\* = 1\.000× allocated, 6\.25% of the volume/);
+    assert.match(markdown, /\*\*Ratio\*\* during ÷ normal \| \*\*0\.40×\*\*/);
+    assert.match(markdown, /\| resync \| 4k randwrite QD32 IOPS during resync ≥ 0\.5× the in-sync pair \| \*\*not met\*\*/);
+    const failed = renderMarkdown({ ...report, resync: resyncReport({ dirty: { status: 'failed', reason: 'peer connected after writing', notes: [] } }) });
+    assert.match(failed, /\*\*failed\*\*: peer connected after writing/);
+    assert.match(renderMarkdown({ ...report, resync: undefined }), /## Resync\n\nNot run\./);
   });
 });
