@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -36,7 +37,14 @@ bool IsPeerGone(int errnum) { return errnum == ECONNRESET || errnum == EPIPE || 
 }  // namespace
 
 NbdConnection::NbdConnection(Options options, BufferPool* pool, std::shared_ptr<Logger> logger)
-    : options_(std::move(options)), pool_(pool), logger_(std::move(logger)), fd_(options_.fd) {}
+    : options_(std::move(options)), pool_(pool), logger_(std::move(logger)), fd_(options_.fd) {
+  // The negotiation's leftover bytes are the first received bytes; the buffer always has room
+  // for a batch of headers after them.
+  rx_.assign(options_.initialBytes.begin(), options_.initialBytes.end());
+  rxEnd_ = rx_.size();
+  rx_.resize(rx_.size() + sizeof(nbd::WireRequest) * kHeadersPerReceiveMax);
+  options_.initialBytes.clear();
+}
 
 NbdConnection::~NbdConnection() {
   End(EndReason::Closed, "connection object destroyed");
@@ -83,32 +91,30 @@ void NbdConnection::ReaderMain() {
   }
 }
 
-NbdConnection::ReadStatus NbdConnection::ReadExact(uint8_t* dst, size_t length, bool isPayload) {
-  while (length > 0) {
-    if (initialConsumedBytes_ < options_.initialBytes.size()) {
-      size_t take = std::min(length, options_.initialBytes.size() - initialConsumedBytes_);
-      memcpy(dst, options_.initialBytes.data() + initialConsumedBytes_, take);
-      if (isPayload) {
-        copiedPayloadBytes_ += take;
-        AddCopiedPayloadBytes(take);
-      }
-      initialConsumedBytes_ += take;
-      dst += take;
-      length -= take;
-      continue;
+NbdConnection::ReadStatus NbdConnection::Receive(struct iovec* iov, int iovCount, size_t* got) {
+  while (true) {
+    if (stop_.load()) return ReadStatus::Stopped;
+    if (socketDrained_) {
+      // The last receive emptied the socket: wait here rather than spend a recv on EAGAIN.
+      struct pollfd pfd = {fd_, POLLIN, 0};
+      if (poll(&pfd, 1, kSocketPollIntervalMs) == 0) continue;
+      socketDrained_ = false;
     }
-    ssize_t got = recv(fd_, dst, length, MSG_DONTWAIT);
-    if (got > 0) {
-      dst += got;
-      length -= static_cast<size_t>(got);
-      continue;
+    struct msghdr message = {};
+    message.msg_iov = iov;
+    message.msg_iovlen = static_cast<size_t>(iovCount);
+    ssize_t n = recvmsg(fd_, &message, MSG_DONTWAIT);
+    if (n > 0) {
+      size_t asked = 0;
+      for (int i = 0; i < iovCount; i++) asked += iov[i].iov_len;
+      socketDrained_ = static_cast<size_t>(n) < asked;
+      *got = static_cast<size_t>(n);
+      return ReadStatus::Ok;
     }
-    if (got == 0) return stop_.load() ? ReadStatus::Stopped : ReadStatus::Eof;
+    if (n == 0) return stop_.load() ? ReadStatus::Stopped : ReadStatus::Eof;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (stop_.load()) return ReadStatus::Stopped;
-      struct pollfd pfd = {fd_, POLLIN, 0};
-      poll(&pfd, 1, kSocketPollIntervalMs);
+      socketDrained_ = true;
       continue;
     }
     if (stop_.load()) return ReadStatus::Stopped;
@@ -117,6 +123,50 @@ NbdConnection::ReadStatus NbdConnection::ReadExact(uint8_t* dst, size_t length, 
     Log(LogLevel::Error, "recv failed: " + ErrnoText(errnum));
     errno = errnum;
     return ReadStatus::Error;
+  }
+}
+
+NbdConnection::ReadStatus NbdConnection::ReadHeader(nbd::WireRequest* wire) {
+  while (rxEnd_ - rxStart_ < sizeof(*wire)) {
+    size_t have = rxEnd_ - rxStart_;
+    memmove(rx_.data(), rx_.data() + rxStart_, have);
+    rxStart_ = 0;
+    rxEnd_ = have;
+    size_t want = previousWasWrite_ ? sizeof(*wire) : sizeof(*wire) * kHeadersPerReceiveMax;
+    struct iovec iov = {rx_.data() + rxEnd_, std::max(want, sizeof(*wire)) - have};
+    size_t got = 0;
+    ReadStatus status = Receive(&iov, 1, &got);
+    if (status != ReadStatus::Ok) return status;
+    rxEnd_ += got;
+  }
+  memcpy(wire, rx_.data() + rxStart_, sizeof(*wire));
+  rxStart_ += sizeof(*wire);
+  if (rxStart_ == rxEnd_) rxStart_ = rxEnd_ = 0;
+  return ReadStatus::Ok;
+}
+
+NbdConnection::ReadStatus NbdConnection::ReadPayload(uint8_t* dst, size_t length) {
+  size_t buffered = std::min(length, rxEnd_ - rxStart_);
+  if (buffered > 0) {
+    memcpy(dst, rx_.data() + rxStart_, buffered);  // arrived with earlier headers: the one copy
+    copiedPayloadBytes_ += buffered;
+    AddCopiedPayloadBytes(buffered);
+    rxStart_ += buffered;
+    if (rxStart_ == rxEnd_) rxStart_ = rxEnd_ = 0;
+  }
+  size_t done = buffered;
+  while (done < length) {
+    // rx_ is empty here: whatever the payload leaves in the buffer cannot be more than one header.
+    struct iovec iov[2] = {{dst + done, length - done}, {rx_.data(), sizeof(nbd::WireRequest)}};
+    size_t got = 0;
+    ReadStatus status = Receive(iov, 2, &got);
+    if (status != ReadStatus::Ok) return status;
+    if (got > length - done) {
+      rxStart_ = 0;
+      rxEnd_ = got - (length - done);
+      got = length - done;
+    }
+    done += got;
   }
   return ReadStatus::Ok;
 }
@@ -156,7 +206,7 @@ bool NbdConnection::AcquirePayload(uint32_t length, PayloadBuffer* out) {
 
 bool NbdConnection::ReadOneRequest() {
   nbd::WireRequest wire;
-  ReadStatus status = ReadExact(reinterpret_cast<uint8_t*>(&wire), sizeof(wire), false);
+  ReadStatus status = ReadHeader(&wire);
   if (status != ReadStatus::Ok) {
     EndAfterRead(status, "reading a request header");
     return false;
@@ -166,6 +216,7 @@ bool NbdConnection::ReadOneRequest() {
   uint16_t type = be16toh(wire.type);
   uint64_t offset = be64toh(wire.offset);
   uint32_t length = be32toh(wire.length);
+  previousWasWrite_ = type == nbd::kCmdWrite;
   if (magic != nbd::kRequestMagic) {
     char text[96];
     snprintf(text, sizeof(text), "bad request magic 0x%08x, disconnecting", magic);
@@ -191,7 +242,7 @@ bool NbdConnection::ReadOneRequest() {
   PayloadBuffer payload;
   if (needsPayload && !AcquirePayload(length, &payload)) return false;
   if (type == nbd::kCmdWrite && length > 0) {
-    status = ReadExact(payload.data(), length, true);
+    status = ReadPayload(payload.data(), length);
     if (status != ReadStatus::Ok) {
       payload.Release();  // a partial request is never delivered
       EndAfterRead(status, "reading a write payload");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <napi.h>
+#include <sys/uio.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -28,6 +29,9 @@ constexpr size_t kInFlightRequestsMax = 4096;
 constexpr int kSocketPollIntervalMs = 200;
 // Replies gathered into one sendmsg() by the writer.
 constexpr size_t kReplyIovecsMax = 64;
+// After a request without payload the reader asks for up to this many headers in one recv (READs
+// come in runs); after a WRITE it asks for exactly one header, read together with the payload.
+constexpr size_t kHeadersPerReceiveMax = 16;
 
 enum class EndReason { Disconnect, Eof, Protocol, Error, Closed };
 
@@ -82,7 +86,13 @@ class NbdConnection : public Stoppable, public DeferredFlush, public std::enable
   void WriterMain();
   // Reader: one request; false when the reader must stop.
   bool ReadOneRequest();
-  ReadStatus ReadExact(uint8_t* dst, size_t length, bool isPayload);
+  // Next request header: from the receive buffer, else one recv into it.
+  ReadStatus ReadHeader(nbd::WireRequest* wire);
+  // A write payload: buffered bytes first (a counted copy), then recvmsg() straight into dst with
+  // the next request header as a second iovec, so a stream of writes costs one recv per request.
+  ReadStatus ReadPayload(uint8_t* dst, size_t length);
+  // One recvmsg(MSG_DONTWAIT); polls first when the previous receive drained the socket.
+  ReadStatus Receive(struct iovec* iov, int iovCount, size_t* got);
   void EndAfterRead(ReadStatus status, const char* during);
   void WaitForDisconnectDrain();
   bool WaitForCapacity();
@@ -114,7 +124,13 @@ class NbdConnection : public Stoppable, public DeferredFlush, public std::enable
   bool flushDeferred_ = false;        // JS thread only: registered in state_->deferredFlushes
   std::thread reader_;
   std::thread writer_;
-  size_t initialConsumedBytes_ = 0;  // reader thread only
+  // Reader thread only: bytes received past the current request (initially the negotiation's
+  // leftover bytes), at rx_[rxStart_, rxEnd_).
+  std::vector<uint8_t> rx_;
+  size_t rxStart_ = 0;
+  size_t rxEnd_ = 0;
+  bool socketDrained_ = false;     // the last recv got less than it asked for
+  bool previousWasWrite_ = true;   // a client that starts writing never has payload over-read
 
   std::mutex mutex_;
   std::condition_variable stateChanged_;  // in-flight count / reply queue / end
