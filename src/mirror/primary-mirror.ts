@@ -25,7 +25,6 @@ import {
   SECTOR_BYTES,
   TAG_COUNT,
   WriteFlag,
-  crc32c,
   encodeBitmapChunks,
   encodeFlush,
   encodeHashRequest,
@@ -47,6 +46,7 @@ import { helloFields, randomId64 } from './hello';
 import { decideSync, rotateForDegradedWrites, afterResyncSource, GENERATION_EMPTY, GENERATION_NONE, type SyncDecision } from './sync-decision';
 import { ActivityLog } from './activity-log';
 import { ResyncEngine, type ResyncTransport } from './resync';
+import { regionDigest } from './region-digest';
 import type { MirrorMetadata } from './mirror-metadata';
 import type { LocalStore } from '../store/local-store';
 import type { RangeGate } from '../range-gate';
@@ -353,7 +353,7 @@ export class PrimaryMirror implements Replicator {
           done(undefined);
           return;
         }
-        const local = crc32c(data);
+        const local = regionDigest(data);
         this.requestPeerHash(link, offsetBytes, lengthBytes, (peer) => {
           release();
           done(peer === undefined ? undefined : peer === local);
@@ -685,7 +685,7 @@ export class PrimaryMirror implements Replicator {
       }
       this.hashWaiters.delete(m.tag);
       this.freeTags.push(m.tag);
-      waiter(m.status === 0 ? m.rangeCrc32c : undefined);
+      waiter(m.status === 0 ? m.rangeDigest : undefined);
       return;
     }
     if (m.type !== MessageType.Ack) {

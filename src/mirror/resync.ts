@@ -9,7 +9,7 @@ import { StoreOp } from '../native';
 import type { LocalStore } from '../store/local-store';
 import type { RangeGate } from '../range-gate';
 import type { DirtyRegions } from './dirty-regions';
-import { crc32c } from '../wire';
+import { regionDigest } from './region-digest';
 import type { Logger } from '../util/log';
 
 /** How the engine reaches the peer; each callback's `done` gets true once the peer acknowledged. */
@@ -183,7 +183,7 @@ export class ResyncEngine {
           send();
           return;
         }
-        const local = crc32c(data);
+        const local = regionDigest(data);
         transport.peerHash(offsetBytes, lengthBytes, (peer) => {
           if (peer === local) {
             this.progress.regionsSkippedEqual += 1;

@@ -19,7 +19,6 @@ import {
   encodeBitmapChunks,
   encodeHashReply,
   encodeHelloReply,
-  crc32c,
   epochLow8,
   verifyInlineWrite,
   verifyMetaPayload,
@@ -30,6 +29,7 @@ import {
 } from '../wire';
 import { PeerLink } from '../peer/peer-link';
 import { RangeGate } from '../range-gate';
+import { regionDigest } from './region-digest';
 import { helloFields } from './hello';
 import { afterResyncTarget } from './sync-decision';
 import type { MirrorMetadata } from './mirror-metadata';
@@ -280,7 +280,7 @@ export class SecondaryReplica {
         this.flushAfterEarlierOps(session, tag, () => {
           const data = Buffer.alloc(lengthBytes);
           const result = this.store.readSync(data, offsetBytes);
-          session.link.send(encodeHashReply(tag, result === 0 ? 0 : 1, result === 0 ? crc32c(data) : 0));
+          session.link.send(encodeHashReply(tag, result === 0 ? 0 : 1, result === 0 ? regionDigest(data) : 0));
         });
         return;
       }

@@ -166,8 +166,8 @@ export interface HashReplyMessage {
   type: typeof MessageType.HashReply;
   tag: number;
   status: number;
-  /** CRC32C of the range's bytes (0 unless status is OK). */
-  rangeCrc32c: number;
+  /** First 4 bytes of the SHA-256 of the range's bytes (0 unless status is OK); see regionDigest. */
+  rangeDigest: number;
 }
 export interface ResyncDoneMessage {
   type: typeof MessageType.ResyncDone;
@@ -562,17 +562,17 @@ export function encodeHashRequest(tag: number, offsetBytes: number, lengthBytes:
   return encodeExtent(MessageType.HashRequest, tag, 0, offsetBytes, lengthBytes, 0, epoch, out, offset);
 }
 
-/** HASH_REPLY (head only): the status and CRC32C of the range a HASH_REQUEST with this tag asked for. */
-export function encodeHashReply(tag: number, status: number, rangeCrc32c: number, out?: Buffer, offset = 0): Buffer {
+/** HASH_REPLY (head only): the status and digest of the range a HASH_REQUEST with this tag asked for. */
+export function encodeHashReply(tag: number, status: number, rangeDigest: number, out?: Buffer, offset = 0): Buffer {
   requireRange('tag', tag, 0, TAG_MAX);
   requireRange('status', status, 0, 0xff);
-  requireRange('rangeCrc32c', rangeCrc32c >>> 0, 0, 0xffffffff);
-  if (status !== 0 && rangeCrc32c !== 0) throw new RangeError('wire encode: HASH_REPLY range CRC must be 0 unless the status is OK');
+  requireRange('rangeDigest', rangeDigest >>> 0, 0, 0xffffffff);
+  if (status !== 0 && rangeDigest !== 0) throw new RangeError('wire encode: HASH_REPLY range CRC must be 0 unless the status is OK');
   const buf = allocate(out, offset, HEAD_BYTES);
   putHeadStart(buf, offset, MessageType.HashReply, 0, tag);
   buf[offset + HashReplyOffset.Status] = status;
   zero(buf, offset + 5, offset + 8);
-  put32(buf, offset + HashReplyOffset.RangeCrc, rangeCrc32c >>> 0);
+  put32(buf, offset + HashReplyOffset.RangeDigest, rangeDigest >>> 0);
   put32(buf, offset + HeadOffset.Crc, headCrc(buf, offset, null));
   return buf;
 }
@@ -662,7 +662,7 @@ export function encodeMessage(m: WireMessage, payload?: Uint8Array): Buffer {
     case MessageType.HashRequest:
       return encodeHashRequest(m.tag, m.offsetBytes, m.lengthBytes, m.epoch);
     case MessageType.HashReply:
-      return encodeHashReply(m.tag, m.status, m.rangeCrc32c);
+      return encodeHashReply(m.tag, m.status, m.rangeDigest);
     case MessageType.ResyncDone:
       return encodeResyncDone(m.tag, m.generation);
   }
@@ -777,9 +777,9 @@ export function decodeMessage(head: Uint8Array, body: Uint8Array | null = null):
       if (reserved) return fail(reserved);
       const status = head[HashReplyOffset.Status]!;
       if (!isKnownHashStatus(status)) return fail(`HASH_REPLY unknown status ${status}`);
-      const rangeCrc32c = u32(head, HashReplyOffset.RangeCrc);
-      if (status !== 0 && rangeCrc32c !== 0) return fail(`HASH_REPLY with status ${status} has a range CRC (reserved head bytes 8..11 must be 0)`);
-      return { ok: true, value: { type, tag, status, rangeCrc32c } };
+      const rangeDigest = u32(head, HashReplyOffset.RangeDigest);
+      if (status !== 0 && rangeDigest !== 0) return fail(`HASH_REPLY with status ${status} has a range CRC (reserved head bytes 8..11 must be 0)`);
+      return { ok: true, value: { type, tag, status, rangeDigest } };
     }
     case MessageType.ResyncDone:
       return { ok: true, value: { type, tag, generation: u64Big(head, HeadOffset.U64) } };

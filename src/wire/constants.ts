@@ -199,7 +199,7 @@ export const BitmapOffset = {
 /** Byte offsets inside a HASH_REPLY head. */
 export const HashReplyOffset = {
   Status: 4,
-  RangeCrc: 8,
+  RangeDigest: 8,
 } as const;
 
 /** Byte offsets inside the HELLO / HELLO_REPLY body. */

@@ -106,7 +106,11 @@ describe('failures: crash, promotion, rejoin, split brain', function () {
     assert.match(promote.stderr, /inconsistent/);
     const synced = await waitInSync(nodes.a, 90_000);
     assert.ok(synced.resync.bytesTotal <= mid.peer.outOfSyncBytes + 4 * 1024 * 1024, 'resumed, not restarted');
-    assert.equal(((await nodes.b.status()) as Record<string, any>).disk.state, 'upToDate');
+    const upToDateBy = Date.now() + 10_000;
+    while (((await nodes.b.status()) as Record<string, any>).disk.state !== 'upToDate') {
+      if (Date.now() > upToDateBy) assert.fail('the resynced secondary never became upToDate');
+      await sleep(100);
+    }
     assert.equal((await nodes.a.stop()).code, 0);
     assert.equal((await nodes.b.stop()).code, 0);
     assert.ok(identical(nodes.storeA, nodes.storeB));

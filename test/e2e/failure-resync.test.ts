@@ -11,6 +11,7 @@ function startNodeB(dir: string, ns: NamespacePair, port: number): NodeProcess {
   return startNode(dir, ns, port, 'b', 'secondary');
 }
 import { requireCommands, requireRoot } from '../helpers/requires';
+import { connectTransmission } from '../helpers/raw-nbd-client';
 import { run, runOk } from '../helpers/run';
 
 function identical(a: string, b: string): boolean {
@@ -58,8 +59,10 @@ describe('failures: link cut, resync, verify, metadata', function () {
     const b = (await nodes.b.status()) as Record<string, any>;
     assert.ok(b.mirror.resyncBytes + b.mirror.zeroes * 65536 >= 0);
     assert.ok(b.mirror.resyncBytes <= dirty, `secondary received ${b.mirror.resyncBytes} resync bytes for ${dirty} dirty`);
-    assert.equal(b.disk.state, 'upToDate');
-    assert.equal(b.generation.current, synced.generation.current, 'both hold the same generation again');
+    for (let i = 0; i < 100 && ((await nodes.b.status()) as Record<string, any>).disk.state !== 'upToDate'; i++) await sleep(100);
+    const bAfter = (await nodes.b.status()) as Record<string, any>;
+    assert.equal(bAfter.disk.state, 'upToDate');
+    assert.equal(bAfter.generation.current, synced.generation.current, 'both hold the same generation again');
     assert.equal((await nodes.a.stop()).code, 0);
     assert.equal((await nodes.b.stop()).code, 0);
     assert.ok(identical(nodes.storeA, nodes.storeB), 'replicas differ after resync');
@@ -90,19 +93,42 @@ describe('failures: link cut, resync, verify, metadata', function () {
 
   it('checksum-based resync sends no data for regions that are already the same on the peer', async function () {
     nodes = await startFailoverPair(dir, ns, ['--resync-checksum']);
-    const uri = `nbd+unix:///?socket=${nodes.socketA}`;
-    const pattern = ['--rw=write', '--bs=64k', '--size=4M', '--offset=8M', '--verify_pattern=0x5a5a1234', '--do_verify=0'];
-    await runOk('fio', ['--name=first', '--ioengine=nbd', `--uri=${uri}`, ...pattern]);
+    // Deterministic content, so "the same bytes again" really is the same (fio's verify headers carry timestamps).
+    const block = Buffer.alloc(65536);
+    for (let i = 0; i < block.length; i++) block[i] = (i * 131 + 7) & 0xff;
+    const writeRange = async (offset: number, count: number, fill?: number): Promise<void> => {
+      const { client } = await connectTransmission(nodes!.socketA);
+      for (let i = 0; i < count; i++) client.sendRequest(1, BigInt(i), BigInt(offset + i * 65536), 65536, fill === undefined ? block : Buffer.alloc(65536, fill));
+      for (let i = 0; i < count; i++) assert.equal((await client.readSimpleReply()).error, 0);
+      client.destroy();
+    };
+    await writeRange(8 * 1024 * 1024, 64);
     await ns.linkDown();
     await waitForPeerState(nodes.a, 'degraded', 20_000);
     // The same bytes again while apart: the regions are marked, but the peer already has them.
-    await runOk('fio', ['--name=same', '--ioengine=nbd', `--uri=${uri}`, ...pattern]);
-    await runOk('fio', ['--name=new', '--ioengine=nbd', `--uri=${uri}`, '--rw=write', '--bs=64k', '--size=1M', '--offset=20M', '--verify_pattern=0x77', '--do_verify=0']);
+    await writeRange(8 * 1024 * 1024, 64);
+    await writeRange(20 * 1024 * 1024, 16, 0x77);
     await ns.linkUp();
     const synced = await waitInSync(nodes.a);
     assert.equal(synced.resync.checksum, true);
     assert.equal(synced.resync.regionsSkippedEqual, 64, 'the 4 MiB rewritten with the same bytes were skipped');
     assert.equal(synced.resync.bytesSent, 1024 * 1024, 'only the changed 1 MiB travelled');
+    assert.equal((await nodes.a.stop()).code, 0);
+    assert.equal((await nodes.b.stop()).code, 0);
+    assert.ok(identical(nodes.storeA, nodes.storeB));
+  });
+
+  it('checksum mode is not fooled by data that embeds its own CRC32C (fio verify headers): different regions are sent', async function () {
+    nodes = await startFailoverPair(dir, ns, ['--resync-checksum']);
+    const uri = `nbd+unix:///?socket=${nodes.socketA}`;
+    const pattern = ['--rw=write', '--bs=64k', '--size=4M', '--offset=8M', '--verify_pattern=0x5a5a1234', '--do_verify=0'];
+    await runOk('fio', ['--name=first', '--ioengine=nbd', `--uri=${uri}`, ...pattern]);
+    await ns.linkDown();
+    await waitForPeerState(nodes.a, 'degraded', 20_000);
+    await runOk('fio', ['--name=again', '--ioengine=nbd', `--uri=${uri}`, ...pattern]);
+    await ns.linkUp();
+    const synced = await waitInSync(nodes.a);
+    assert.equal(synced.resync.regionsSkippedEqual, 0, 'blocks that differ only in timestamps and their own CRC must not look equal');
     assert.equal((await nodes.a.stop()).code, 0);
     assert.equal((await nodes.b.stop()).code, 0);
     assert.ok(identical(nodes.storeA, nodes.storeB));

@@ -148,8 +148,8 @@ const hashRequest = fc.record({
 });
 
 const hashReply = fc.oneof(
-  fc.record({ tag, rangeCrc32c: fc.integer({ min: 0, max: 0xffffffff }) }).map((r) => ({ type: MessageType.HashReply, status: 0, ...r })),
-  fc.record({ tag, status: fc.integer({ min: 1, max: 2 }) }).map((r) => ({ type: MessageType.HashReply, rangeCrc32c: 0, ...r })),
+  fc.record({ tag, rangeDigest: fc.integer({ min: 0, max: 0xffffffff }) }).map((r) => ({ type: MessageType.HashReply, status: 0, ...r })),
+  fc.record({ tag, status: fc.integer({ min: 1, max: 2 }) }).map((r) => ({ type: MessageType.HashReply, rangeDigest: 0, ...r })),
 );
 
 /** Every message type, each unit in the order it must travel. */

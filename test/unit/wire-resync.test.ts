@@ -150,7 +150,7 @@ describe('wire resync: hash and resync-done messages', () => {
   it('round-trips HASH_REQUEST, HASH_REPLY and RESYNC_DONE and throws for impossible arguments', () => {
     const cases: [Buffer, WireMessage][] = [
       [encodeHashRequest(3, 4096, HASH_LENGTH_BYTES_MAX, 9n), { type: MessageType.HashRequest, tag: 3, offsetBytes: 4096, lengthBytes: HASH_LENGTH_BYTES_MAX, epoch: 9n }],
-      [encodeHashReply(3, HashStatus.Ok, 0xfedcba98), { type: MessageType.HashReply, tag: 3, status: 0, rangeCrc32c: 0xfedcba98 }],
+      [encodeHashReply(3, HashStatus.Ok, 0xfedcba98), { type: MessageType.HashReply, tag: 3, status: 0, rangeDigest: 0xfedcba98 }],
       [encodeResyncDone(4, 0xffffffffffffffffn), { type: MessageType.ResyncDone, tag: 4, generation: 0xffffffffffffffffn }],
     ];
     for (const [bytes, message] of cases) {
@@ -175,7 +175,7 @@ describe('wire resync: dump-frame', () => {
     assert.match(text, /HASH_REQUEST tag=259 offsetBytes=0 lengthBytes=67108864/);
     assert.match(text, /RESYNC_DONE tag=260 generation=0x1111111111111111/);
     const reply = dumpFrames(Buffer.from(vectorHex('hash-reply-io-error'), 'hex'), null);
-    assert.match(reply.lines[0]!, /HASH_REPLY tag=33 status=IO_ERROR\(1\) rangeCrc32c=0x00000000/);
+    assert.match(reply.lines[0]!, /HASH_REPLY tag=33 status=IO_ERROR\(1\) rangeDigest=0x00000000/);
     const bad = dumpFrames(Buffer.from(vectorHex('bitmap-single-chunk'), 'hex'), { volumeSizeBytes: 1024 * MiB, inlineThresholdBytes: 32768 });
     assert.equal(bad.ok, false);
     assert.match(bad.lines[bad.lines.length - 1]!, /INVALID @0: BITMAP totalRegions 17/);

@@ -239,9 +239,9 @@ valid('hash-request', 'HASH_REQUEST tag 0x20: CRC32C of the 1 MiB at 1 MiB after
 {
   const zerosCrc = crc32cSoftware(new Uint8Array(1048576));
   valid('hash-reply-ok', 'HASH_REPLY tag 0x20, status OK: the range is 1 MiB of zeros (CRC32C 0x' + zerosCrc.toString(16) + ')', hashReply(0x20, 0, zerosCrc),
-    [{ type: 'HASH_REPLY', tag: 0x20, status: 0, rangeCrc32c: zerosCrc }]);
+    [{ type: 'HASH_REPLY', tag: 0x20, status: 0, rangeDigest: zerosCrc }]);
 }
-valid('hash-reply-io-error', 'HASH_REPLY tag 0x21, status 1 IO_ERROR, range CRC 0', hashReply(0x21, 1, 0), [{ type: 'HASH_REPLY', tag: 0x21, status: 1, rangeCrc32c: 0 }]);
+valid('hash-reply-io-error', 'HASH_REPLY tag 0x21, status 1 IO_ERROR, range CRC 0', hashReply(0x21, 1, 0), [{ type: 'HASH_REPLY', tag: 0x21, status: 1, rangeDigest: 0 }]);
 valid('resync-done', 'RESYNC_DONE tag 0x30: the target now holds generation 0x1111111111111111', resyncDone(0x30, 0x1111111111111111n),
   [{ type: 'RESYNC_DONE', tag: 0x30, generation: id(0x1111111111111111n) }]);
 {
