@@ -93,7 +93,7 @@ export interface VerifyMismatch {
 }
 
 const ZERO_SECTOR = Buffer.alloc(SECTOR_BYTES);
-const RESYNC_WINDOW_REGIONS = 16;
+const RESYNC_WINDOW_REGIONS = 64;
 const VERIFY_WINDOW_REGIONS = 16;
 const RESYNC_PERSIST_INTERVAL_MS = 1000;
 

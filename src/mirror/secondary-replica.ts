@@ -35,6 +35,9 @@ import { afterResyncTarget } from './sync-decision';
 import type { MirrorMetadata } from './mirror-metadata';
 import type { Logger } from '../util/log';
 
+/** Payloads up to this size are written on the JS thread; larger ones on the store's workers. */
+const SECONDARY_SYNC_WRITE_BYTES_MAX = 16 * 1024;
+
 export interface SecondaryReplicaOptions {
   listenHost: string;
   listenPort: number;
@@ -402,7 +405,9 @@ export class SecondaryReplica {
     }
     this.beforeApply(w.flags);
     this.apply(session, w.tag, w.offsetBytes, w.lengthBytes, fua, (done) => {
-      if (this.store.runsSynchronously(payload.length, fua)) done(this.store.writeSync(payload, w.offsetBytes));
+      // Small writes: a page-cache copy on this thread. Larger ones (and resync traffic) go to the
+      // store's worker threads, so block allocation overlaps with receiving the next payloads.
+      if (payload.length <= SECONDARY_SYNC_WRITE_BYTES_MAX && this.store.runsSynchronously(payload.length, fua)) done(this.store.writeSync(payload, w.offsetBytes));
       else this.store.submit(StoreOp.Write, payload, w.offsetBytes, payload.length, fua, done);
     }, payload.length);
   }
