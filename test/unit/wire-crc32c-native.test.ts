@@ -25,6 +25,7 @@ describe('wire: native CRC32C agrees with the software one', () => {
 
   beforeEach(function () {
     if (typeof impl === 'string') {
+      if (process.env.CI === 'true') throw new Error(impl);
       console.log(`      skipped: ${impl}; build it with npm run build`);
       this.skip();
     }
