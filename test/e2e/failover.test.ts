@@ -87,15 +87,19 @@ describe('failures: crash, promotion, rejoin, split brain', function () {
     assert.ok(dirty >= 24 * 1024 * 1024);
     await ns.linkUp();
     const deadline = Date.now() + 30_000;
+    let beforeKill: Record<string, any>;
     for (;;) {
       const s = (await nodes.a.status()) as Record<string, any>;
+      beforeKill = s;
       if (s.resync.active && s.resync.bytesDone > 2 * 1024 * 1024) break;
       if (Date.now() > deadline) throw new Error(`resync did not start: ${JSON.stringify(s.resync)}`);
       await sleep(100);
     }
     await nodes.b.kill();
     const mid = (await waitForPeerState(nodes.a, 'degraded', 20_000)) as Record<string, any>;
-    assert.ok(mid.peer.outOfSyncBytes < dirty, 'progress was kept');
+    const diagnostics = JSON.stringify({ dirty, beforeKill: { peer: beforeKill.peer, resync: beforeKill.resync }, mid: { peer: mid.peer, resync: mid.resync } });
+    assert.ok(beforeKill.peer.outOfSyncBytes < dirty, `the resync cleared regions as it went: ${diagnostics}`);
+    assert.ok(mid.peer.outOfSyncBytes <= beforeKill.peer.outOfSyncBytes, `progress was kept across the crash: ${diagnostics}`);
     assert.ok(mid.peer.outOfSyncBytes > 0);
     nodes.b = startNode(dir, ns, nodes.port, 'b', 'secondary');
     await nodes.b.ready();
