@@ -21,6 +21,10 @@ export const NBD_CONNECTIONS_MAX = 64;
 /** Kernel NBD device: block size and request timeout. */
 export const KERNEL_BLOCK_SIZE_BYTES = 4096;
 export const KERNEL_REQUEST_TIMEOUT_SECONDS = 30;
+/** Mirror timing (DRBD-like): ping every second, give up after a few; retry the peer every second. */
+export const KEEPALIVE_INTERVAL_MS_DEFAULT = 1000;
+export const KEEPALIVE_TIMEOUT_MS_DEFAULT = 5000;
+export const RECONNECT_DELAY_MS = 1000;
 /** Largest volume we serve: offsets must stay exact in a JS number. */
 export const VOLUME_BYTES_MAX = 2 ** 50;
 

@@ -12,7 +12,7 @@ import { SecondaryReplica } from '../mirror/secondary-replica';
 import { GENERATION_NONE } from '../mirror/sync-decision';
 import { createLogger, type Logger } from '../util/log';
 import type { NodeRuntime, PairOptions } from './runtime';
-import { KEEPALIVE_INTERVAL_MS_DEFAULT, KEEPALIVE_TIMEOUT_MS_DEFAULT, RECONNECT_DELAY_MS } from './runtime';
+import { KEEPALIVE_INTERVAL_MS_DEFAULT, KEEPALIVE_TIMEOUT_MS_DEFAULT, RECONNECT_DELAY_MS } from '../limits';
 
 export class RoleChangeError extends Error {
   override readonly name = 'RoleChangeError';

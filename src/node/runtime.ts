@@ -50,11 +50,6 @@ export interface PairOptions {
   forceNewMetadata: boolean;
 }
 
-/** Defaults of the mirror's timing (DRBD-like: ping every second, give up after a few). */
-export const KEEPALIVE_INTERVAL_MS_DEFAULT = 1000;
-export const KEEPALIVE_TIMEOUT_MS_DEFAULT = 5000;
-export const RECONNECT_DELAY_MS = 1000;
-
 /** Transmission flags we advertise: everything we implement; MULTI_CONN is safe since all connections share one store fd and flush covers every completed write. */
 export function transmissionFlags(): number {
   return (

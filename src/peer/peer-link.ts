@@ -63,7 +63,7 @@ export class PeerLink {
     readonly socket: Socket,
     private readonly handlers: PeerLinkHandlers,
     private readonly options: PeerLinkOptions,
-    private readonly log: Logger,
+    readonly log: Logger,
   ) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
