@@ -60,6 +60,19 @@ Napi::Value SetLogger(const Napi::CallbackInfo& info) {
 }
 
 // Environment teardown: stop every thread before the environment's handles disappear.
+// withHeldReplies(fn): run fn with NBD replies held back, then send them together (one sendmsg per
+// connection instead of one per complete()): for completions that arrive outside a native
+// callback, such as a peer's ACKs in a mirror.
+Napi::Value WithHeldReplies(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) {
+    ThrowArgError(env, "withHeldReplies(fn) expected");
+    return env.Undefined();
+  }
+  CallbackScope scope(StateOf(env));
+  return info[0].As<Napi::Function>().Call({});
+}
+
 void OnEnvCleanup(AddonState* state) {
   state->registry->StopAll();
   state->logger->Detach();
@@ -80,6 +93,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("crc32c", Napi::Function::New(env, Crc32cJs, "crc32c"));
   exports.Set("copiedPayloadBytes", Napi::Function::New(env, CopiedPayloadBytesJs, "copiedPayloadBytes"));
   exports.Set("setLogger", Napi::Function::New(env, SetLogger, "setLogger"));
+  exports.Set("withHeldReplies", Napi::Function::New(env, WithHeldReplies, "withHeldReplies"));
   return exports;
 }
 

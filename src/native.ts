@@ -173,6 +173,12 @@ export interface NativeBinding {
   crc32c(buf: Buffer, seed?: number): number;
   /** Total payload bytes memcpy'd on the hot path by native code, process-wide. */
   copiedPayloadBytes(): number;
+  /**
+   * Run `fn` with NBD replies held back and send them together when it returns (one sendmsg per
+   * connection). Replies completed inside onBatch or a store completion are already held; this is
+   * for completions that come from elsewhere, e.g. a batch of peer ACKs.
+   */
+  withHeldReplies<T>(fn: () => T): T;
   /** Set where native log lines go (default: stderr). */
   setLogger(log: (level: 'info' | 'warn' | 'error', message: string) => void): void;
 }
@@ -187,7 +193,7 @@ export function loadNative(): NativeBinding {
   const binding = require(file) as Record<string, unknown>;
   const required: (keyof NativeBinding)[] = [
     'initPool', 'openConnection', 'openStore', 'attachNbdDevice', 'disconnectNbdDevice',
-    'crc32c', 'copiedPayloadBytes', 'setLogger',
+    'crc32c', 'copiedPayloadBytes', 'setLogger', 'withHeldReplies',
   ];
   for (const name of required) {
     if (typeof binding[name] !== 'function') {

@@ -17,6 +17,7 @@ import {
   type WireMessage,
 } from '../wire';
 import type { Logger } from '../util/log';
+import { loadNative } from '../native';
 
 export interface PeerLinkHandlers {
   /** A decoded, validated message (PING/PONG are handled here and not passed on). Runs on the JS thread. */
@@ -127,8 +128,13 @@ export class PeerLink {
     this.send(encodePing(0, this.pingNonce++));
   }
 
+  /** A wake-up's worth of peer bytes: every reply it completes goes out together (see withHeldReplies). */
   private onData(chunk: Buffer): void {
     if (this.closed) return;
+    loadNative().withHeldReplies(() => this.processChunk(chunk));
+  }
+
+  private processChunk(chunk: Buffer): void {
     this.lastReceiveMs = Date.now();
     this.stats.wakeups += 1;
     this.reader.push(chunk);
