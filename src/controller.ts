@@ -53,7 +53,7 @@ export class Controller {
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
   /** Modifying requests waiting for prepareWrite, in arrival order (so the gate sees arrival order). */
-  private preparing: { request: BlockRequest; go: () => void; ready: boolean }[] = [];
+  private preparing: { request: BlockRequest; go: () => void; fail: () => void; ready: boolean }[] = [];
 
   constructor(
     private readonly store: LocalStore,
@@ -127,17 +127,23 @@ export class Controller {
       this.writeGate.enter(request.offsetBytes, request.lengthBytes, (release) =>
         this.runLocalOrReplicated(request, finish, release),
       );
-    this.prepareInOrder(request, enterGate);
+    this.prepareInOrder(request, enterGate, () => finish(P.NBD_EIO));
   }
 
   /** Run the replicator's prepareWrite, keeping arrival order for the write gate. */
-  private prepareInOrder(request: BlockRequest, go: () => void): void {
-    const pending = this.replicator?.prepareWrite?.(request);
+  private prepareInOrder(request: BlockRequest, go: () => void, fail: () => void): void {
+    let pending: Promise<void> | undefined;
+    try {
+      pending = this.replicator?.prepareWrite?.(request);
+    } catch (error) {
+      // A failed durable mark must not leave the request hanging: fail it through the ordered path.
+      pending = Promise.reject(error as Error);
+    }
     if (pending === undefined && this.preparing.length === 0) {
       go();
       return;
     }
-    const entry = { request, go, ready: pending === undefined };
+    const entry = { request, go, fail, ready: pending === undefined };
     this.preparing.push(entry);
     if (pending !== undefined) {
       pending.then(
@@ -146,7 +152,8 @@ export class Controller {
           this.drainPrepared();
         },
         (error: Error) => {
-          this.log.error(`preparing a write failed: ${error.message}`);
+          this.log.error(`preparing a write failed (the write is refused with EIO): ${error.message}`);
+          entry.go = () => entry.fail();
           entry.ready = true;
           this.drainPrepared();
         },
