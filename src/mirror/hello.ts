@@ -1,6 +1,7 @@
 /** HELLO fields each role advertises, and the identity rules that decide whether a pair may connect. */
 import * as crypto from 'node:crypto';
 import { FEATURES_KNOWN, WIRE_VERSION_MAX, type HelloFields } from '../wire';
+import type { Generations } from './sync-decision';
 
 /** currentGeneration of a store that was created empty (its content is known: all zeroes). */
 export { GENERATION_EMPTY } from './sync-decision';
@@ -17,7 +18,7 @@ export interface HelloIdentity {
   volumeSizeBytes: number;
   blockSizeBytes: number;
   nodeId: bigint;
-  currentGeneration: bigint;
+  generations: Generations;
   epoch: bigint;
   inlineThresholdBytes: number;
 }
@@ -31,10 +32,10 @@ export function helloFields(identity: HelloIdentity): HelloFields {
     volumeSizeBytes: identity.volumeSizeBytes,
     nodeId: identity.nodeId,
     peerNodeId: 0n,
-    currentGeneration: identity.currentGeneration,
-    bitmapGeneration: 0n,
-    historyGeneration0: 0n,
-    historyGeneration1: 0n,
+    currentGeneration: identity.generations.current,
+    bitmapGeneration: identity.generations.bitmap,
+    historyGeneration0: identity.generations.history0,
+    historyGeneration1: identity.generations.history1,
     features: FEATURES_KNOWN,
     epoch: identity.epoch,
     inlineThresholdBytes: identity.inlineThresholdBytes,

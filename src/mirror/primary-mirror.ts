@@ -534,24 +534,18 @@ export class PrimaryMirror implements Replicator {
         },
       },
       { keepaliveIntervalMs: this.options.keepaliveIntervalMs, keepaliveTimeoutMs: this.options.keepaliveTimeoutMs },
-      this.log,
     );
     const g = this.meta.generations;
     link.send(
-      encodeHello(0, {
-        ...helloFields({
+      encodeHello(0, helloFields({
           role: Role.Primary,
           volumeSizeBytes: this.options.volumeSizeBytes,
           blockSizeBytes: SECTOR_BYTES,
           nodeId: this.meta.nodeId,
-          currentGeneration: g.current,
+          generations: g,
           epoch: this.meta.epoch,
           inlineThresholdBytes: this.options.inlineThresholdBytes,
-        }),
-        bitmapGeneration: g.bitmap,
-        historyGeneration0: g.history0,
-        historyGeneration1: g.history1,
-      }),
+        })),
     );
     for (const chunk of encodeBitmapChunks(this.meta.dirty.toBytes(), this.meta.dirty.regionCount, this.meta.dirty.regionBytes)) link.send(chunk);
   }

@@ -69,7 +69,6 @@ export class SecondaryReplica {
   confirmedThroughSeq = 0;
   /** While this node is primary, the listener only answers HELLOs with a role conflict. */
   answerAsPrimary = false;
-  /** The node's role-conflict details for a connecting primary (set by the runtime while primary). */
   /** Resync traffic was seen on this connection (the replica is inconsistent until RESYNC_DONE). */
   private resyncTarget = false;
   /** A metadata write every apply must wait for (the inconsistent mark). */
@@ -199,7 +198,6 @@ export class SecondaryReplica {
         onClose: (reason) => this.onClose(session, reason),
       },
       { keepaliveIntervalMs: this.options.keepaliveIntervalMs, keepaliveTimeoutMs: this.options.keepaliveTimeoutMs },
-      this.log,
     );
     session.link = link;
     if (this.session === undefined) this.session = session;
@@ -268,7 +266,7 @@ export class SecondaryReplica {
       }
       case MessageType.Flush:
         this.counters.flushes += 1;
-        this.flushAfterEarlierOps(session, m.tag, () => {
+        this.flushAfterEarlierOps(session, () => {
           this.store.submit(StoreOp.Flush, null, 0, 0, false, (result) => {
             session.link.send(encodeAck(m.tag, result === 0 ? AckStatus.Ok : AckStatus.IoError));
           });
@@ -280,7 +278,7 @@ export class SecondaryReplica {
         if (m.epoch !== session.epoch) return this.refuse(session, `HASH_REQUEST carries epoch ${m.epoch}, the connection's epoch is ${session.epoch}`);
         this.counters.hashRequests += 1;
         const { tag, offsetBytes, lengthBytes } = m;
-        this.flushAfterEarlierOps(session, tag, () => {
+        this.flushAfterEarlierOps(session, () => {
           const data = Buffer.alloc(lengthBytes);
           const result = this.store.readSync(data, offsetBytes);
           session.link.send(encodeHashReply(tag, result === 0 ? 0 : 1, result === 0 ? regionDigest(data) : 0));
@@ -290,7 +288,7 @@ export class SecondaryReplica {
       case MessageType.ResyncDone: {
         const generation = m.generation;
         const tag = m.tag;
-        this.flushAfterEarlierOps(session, m.tag, () => {
+        this.flushAfterEarlierOps(session, () => {
           this.store.submit(StoreOp.Flush, null, 0, 0, false, (result) => {
             if (result !== 0) {
               this.log.error(`flush after resync failed (errno ${-result}): staying inconsistent`);
@@ -347,20 +345,15 @@ export class SecondaryReplica {
       why = `primary epoch ${hello.epoch} is older than ${this.meta.epoch} already seen (a stale primary)`;
     }
     const g = this.meta.generations;
-    const reply = encodeHelloReply(0, reason, {
-      ...helloFields({
+    const reply = encodeHelloReply(0, reason, helloFields({
         role: this.answerAsPrimary ? Role.Primary : Role.Secondary,
         volumeSizeBytes: size,
         blockSizeBytes: SECTOR_BYTES,
         nodeId: this.meta.nodeId,
-        currentGeneration: g.current,
+        generations: g,
         epoch: this.meta.epoch,
         inlineThresholdBytes: hello.inlineThresholdBytes,
-      }),
-      bitmapGeneration: g.bitmap,
-      historyGeneration0: g.history0,
-      historyGeneration1: g.history1,
-    });
+      }));
     session.link.send(reply);
     if (reason !== HelloReason.Accepted) {
       if (why !== this.lastRefusal) this.log.warn(`refused ${session.link.remoteAddress}: ${why}`);
@@ -466,7 +459,7 @@ export class SecondaryReplica {
   }
 
   /** Run `action` once every operation received before it has been applied (FLUSH, HASH_REQUEST, RESYNC_DONE). */
-  private flushAfterEarlierOps(session: Session, _tag: number, action: () => void): void {
+  private flushAfterEarlierOps(session: Session, action: () => void): void {
     if (session.inFlight.size === 0) action();
     else session.flushWaiters.push({ waitFor: new Set(session.inFlight), run: action });
   }

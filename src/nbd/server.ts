@@ -97,11 +97,7 @@ export class NbdServer {
     for (const c of this.connections) {
       if (c.native === undefined) continue;
       const s = c.native.stats();
-      t.requests += s.requests;
-      t.batches += s.batches;
-      t.payloadBytesIn += s.payloadBytesIn;
-      t.payloadBytesOut += s.payloadBytesOut;
-      t.copiedPayloadBytes += s.copiedPayloadBytes;
+      addStats(t, s);
       t.inFlight += s.inFlight;
     }
     return t;
@@ -167,12 +163,7 @@ export class NbdServer {
       { fd, payloadBytesMax: NBD_PAYLOAD_BYTES_MAX, initialBytes, name },
       (batch) => this.controller.handleBatch(connection, batch),
       (end) => {
-        const s = connection.native!.stats();
-        this.endedTotals.requests += s.requests;
-        this.endedTotals.batches += s.batches;
-        this.endedTotals.payloadBytesIn += s.payloadBytesIn;
-        this.endedTotals.payloadBytesOut += s.payloadBytesOut;
-        this.endedTotals.copiedPayloadBytes += s.copiedPayloadBytes;
+        addStats(this.endedTotals, connection.native!.stats());
         this.connections.delete(connection);
         const line = `${name}: ended (${end.reason}${end.message ? `: ${end.message}` : ''})`;
         if (end.reason === 'protocol' || end.reason === 'error') this.log.warn(line);
@@ -184,3 +175,12 @@ export class NbdServer {
   }
 }
 
+
+/** Add one connection's cumulative counters to a total (in-flight is not cumulative: callers add it). */
+function addStats(total: NbdConnectionStats, s: NbdConnectionStats): void {
+  total.requests += s.requests;
+  total.batches += s.batches;
+  total.payloadBytesIn += s.payloadBytesIn;
+  total.payloadBytesOut += s.payloadBytesOut;
+  total.copiedPayloadBytes += s.copiedPayloadBytes;
+}

@@ -16,7 +16,6 @@ import {
   type ConnectionLimits,
   type WireMessage,
 } from '../wire';
-import type { Logger } from '../util/log';
 import { loadNative } from '../native';
 
 export interface PeerLinkHandlers {
@@ -64,7 +63,6 @@ export class PeerLink {
     readonly socket: Socket,
     private readonly handlers: PeerLinkHandlers,
     private readonly options: PeerLinkOptions,
-    readonly log: Logger,
   ) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));

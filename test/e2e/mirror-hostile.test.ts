@@ -13,7 +13,7 @@ import { helloFields } from '../../src/mirror/hello';
 const SIZE = 16 * 1024 * 1024;
 
 function hello(epoch = 5n): Buffer {
-  return encodeHello(0, helloFields({ role: 1, volumeSizeBytes: SIZE, blockSizeBytes: 512, nodeId: 77n, currentGeneration: 99n, epoch, inlineThresholdBytes: 32768 }));
+  return encodeHello(0, helloFields({ role: 1, volumeSizeBytes: SIZE, blockSizeBytes: 512, nodeId: 77n, generations: { current: 99n, bitmap: 0n, history0: 0n, history1: 0n }, epoch, inlineThresholdBytes: 32768 }));
 }
 
 /** Connect to the secondary as a fake primary, complete HELLO, send `frames`, and wait for the close. */
@@ -156,7 +156,7 @@ describe('mirror: hostile peer frames', function () {
     });
     socket.on('error', () => undefined);
     await new Promise((resolve) => socket.once('connect', resolve));
-    socket.write(encodeHello(0, helloFields({ role: 1, volumeSizeBytes: SIZE * 2, blockSizeBytes: 512, nodeId: 1n, currentGeneration: 2n, epoch: 5n, inlineThresholdBytes: 32768 })));
+    socket.write(encodeHello(0, helloFields({ role: 1, volumeSizeBytes: SIZE * 2, blockSizeBytes: 512, nodeId: 1n, generations: { current: 2n, bitmap: 0n, history0: 0n, history1: 0n }, epoch: 5n, inlineThresholdBytes: 32768 })));
     await new Promise((resolve) => socket.once('close', resolve));
     assert.equal(reason, 2, 'VolumeSizeMismatch');
     replicaUntouched();

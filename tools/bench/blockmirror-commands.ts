@@ -1,6 +1,7 @@
 // How the benchmark invokes blockmirror; the one place to update when the CLI changes.
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { sendControlRequest } from '../../src/control/client';
 import { runCommand, describeExit, firstLines } from './run-command';
 
 /** Repository root, from dist/tools/bench/ back up three levels. */
@@ -74,35 +75,8 @@ export async function readStatus(controlPath: string): Promise<PrimaryStatus> {
 
 // Asks the control socket directly (one JSON line each way), without starting a node process: for tight polling
 // where `blockmirror status` (~100 ms of node start-up per call) would blur the timing being measured.
-export function queryStatus(controlPath: string, timeoutMs = STATUS_TIMEOUT_MS): Promise<PrimaryStatus> {
-  return new Promise((resolve, reject) => {
-    const socket = net.createConnection(controlPath);
-    let buffered = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no status answer from ${controlPath} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.setEncoding('utf8');
-    socket.on('connect', () => socket.write(`${JSON.stringify({ command: 'status' })}\n`));
-    socket.on('data', (chunk: string) => {
-      buffered += chunk;
-      const newline = buffered.indexOf('\n');
-      if (newline < 0) return;
-      clearTimeout(timer);
-      socket.end();
-      try {
-        const response = JSON.parse(buffered.slice(0, newline)) as { ok: boolean; result?: PrimaryStatus; error?: string };
-        if (response.ok && response.result) resolve(response.result);
-        else reject(new Error(`status refused: ${String(response.error)}`));
-      } catch (error) {
-        reject(new Error(`malformed status answer from ${controlPath}: ${(error as Error).message}`));
-      }
-    });
-    socket.on('error', (error: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot reach control socket ${controlPath}: ${error.code ?? error.message}`));
-    });
-  });
+export async function queryStatus(controlPath: string, timeoutMs = STATUS_TIMEOUT_MS): Promise<PrimaryStatus> {
+  return (await sendControlRequest(controlPath, { command: 'status' }, timeoutMs)) as PrimaryStatus;
 }
 
 // A subcommand counts as present when `blockmirror --help` lists it; otherwise the reason is returned.
