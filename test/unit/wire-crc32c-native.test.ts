@@ -3,6 +3,7 @@
  * swapped in with useCrc32cImplementation without changing a single byte on the wire.
  */
 import * as assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadNative } from '../../src/native';
@@ -39,6 +40,23 @@ describe('wire: native CRC32C agrees with the software one', () => {
       assert.equal(native(part) >>> 0, crc32cSoftware(part), `length ${n}`);
       assert.equal(native(part, 0xdeadbeef) >>> 0, crc32cSoftware(part, 0xdeadbeef), `seeded, length ${n}`);
     }
+  });
+
+  it('agrees on long inputs, where the native CRC runs three lanes side by side and joins them', () => {
+    const native = impl as Crc32cFunction;
+    const data = crypto.randomBytes(3 * 2048 * 4 + 777);
+    // Around every multiple of the three-lane block (6 KiB), plus odd offsets for unaligned loads.
+    const lengths = [6143, 6144, 6145, 12287, 12288, 12289, 3 * 2048 * 4, data.length - 1];
+    for (const start of [0, 1, 5]) {
+      for (const n of lengths) {
+        const part = data.subarray(start, start + Math.min(n, data.length - start));
+        assert.equal(native(part) >>> 0, crc32cSoftware(part), `start ${start}, length ${part.length}`);
+        assert.equal(native(part, 0x12345678) >>> 0, crc32cSoftware(part, 0x12345678), `seeded, start ${start}, length ${part.length}`);
+      }
+    }
+    // A continuation across a lane boundary equals the CRC of the whole.
+    const whole = crc32cSoftware(data);
+    assert.equal(native(data.subarray(7000), native(data.subarray(0, 7000))) >>> 0, whole);
   });
 
   it('decodes every valid test vector with the native CRC installed', () => {
