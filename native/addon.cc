@@ -1,10 +1,14 @@
 // Module entry: per-environment state, teardown hook and the exports of NativeBinding (src/native.ts).
+#include <fcntl.h>
 #include <napi.h>
+
+#include <string>
 
 #include "addon_state.h"
 #include "buffer_pool.h"
 #include "crc32c.h"
 #include "errors.h"
+#include "js_args.h"
 #include "nbd_connection.h"
 #include "nbd_device.h"
 #include "store.h"
@@ -59,7 +63,6 @@ Napi::Value SetLogger(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// Environment teardown: stop every thread before the environment's handles disappear.
 // withHeldReplies(fn): run fn with NBD replies held back, then send them together (one sendmsg per
 // connection instead of one per complete()): for completions that arrive outside a native
 // callback, such as a peer's ACKs in a mirror.
@@ -73,6 +76,24 @@ Napi::Value WithHeldReplies(const Napi::CallbackInfo& info) {
   return info[0].As<Napi::Function>().Call({});
 }
 
+// duplicateFd(fd): a close-on-exec duplicate of an open fd, so that JS can rewrap an accepted
+// socket (for example in a net.Socket that reads into caller-owned memory) and close the original.
+Napi::Value DuplicateFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !IsIntegerInRange(info[0], 0, 2147483647.0)) {
+    ThrowArgError(env, "duplicateFd(fd) expected");
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) {
+    ThrowErrno(env, errno, "dup", "fd " + std::to_string(fd));
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, copy);
+}
+
+// Environment teardown: stop every thread before the environment's handles disappear.
 void OnEnvCleanup(AddonState* state) {
   state->registry->StopAll();
   state->logger->Detach();
@@ -94,6 +115,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("copiedPayloadBytes", Napi::Function::New(env, CopiedPayloadBytesJs, "copiedPayloadBytes"));
   exports.Set("setLogger", Napi::Function::New(env, SetLogger, "setLogger"));
   exports.Set("withHeldReplies", Napi::Function::New(env, WithHeldReplies, "withHeldReplies"));
+  exports.Set("duplicateFd", Napi::Function::New(env, DuplicateFd, "duplicateFd"));
   return exports;
 }
 

@@ -179,6 +179,8 @@ export interface NativeBinding {
    * for completions that come from elsewhere, e.g. a batch of peer ACKs.
    */
   withHeldReplies<T>(fn: () => T): T;
+  /** A close-on-exec duplicate of an open fd (to rewrap an accepted socket and close the original). */
+  duplicateFd(fd: number): number;
   /** Set where native log lines go (default: stderr). */
   setLogger(log: (level: 'info' | 'warn' | 'error', message: string) => void): void;
 }
@@ -193,7 +195,7 @@ export function loadNative(): NativeBinding {
   const binding = require(file) as Record<string, unknown>;
   const required: (keyof NativeBinding)[] = [
     'initPool', 'openConnection', 'openStore', 'attachNbdDevice', 'disconnectNbdDevice',
-    'crc32c', 'copiedPayloadBytes', 'setLogger', 'withHeldReplies',
+    'crc32c', 'copiedPayloadBytes', 'setLogger', 'withHeldReplies', 'duplicateFd',
   ];
   for (const name of required) {
     if (typeof binding[name] !== 'function') {

@@ -42,6 +42,7 @@ import {
   type WireMessage,
 } from '../wire';
 import { PeerLink } from '../peer/peer-link';
+import { PeerReceiver } from '../peer/peer-receiver';
 import { helloFields, randomId64 } from './hello';
 import { decideSync, rotateForDegradedWrites, afterResyncSource, GENERATION_EMPTY, GENERATION_NONE, type SyncDecision } from './sync-decision';
 import { ActivityLog } from './activity-log';
@@ -459,7 +460,8 @@ export class PrimaryMirror implements Replicator {
   private connect(): void {
     if (this.stopped) return;
     this.reconnectTimer = undefined;
-    const socket = net.createConnection({ host: this.options.peerHost, port: this.options.peerPort });
+    const receiver = new PeerReceiver();
+    const socket = receiver.connect(this.options.peerHost, this.options.peerPort);
     let settled = false;
     const retry = (reason: string): void => {
       if (settled) return;
@@ -474,17 +476,18 @@ export class PrimaryMirror implements Replicator {
       settled = true;
       socket.setTimeout(0);
       socket.removeAllListeners('error');
-      this.handshake(socket);
+      this.handshake(socket, receiver);
     });
   }
 
   /** HELLO, HELLO_REPLY, both bitmaps, then the decision. */
-  private handshake(socket: net.Socket): void {
+  private handshake(socket: net.Socket, receiver: PeerReceiver): void {
     let phase: 'hello' | 'bitmap' | 'running' = 'hello';
     let reply: HelloReplyMessage | undefined;
     const assembler = new BitmapAssembler();
     const link = new PeerLink(
       socket,
+      receiver,
       {
         onMessage: (m) => {
           if (phase === 'running') {
@@ -527,7 +530,10 @@ export class PrimaryMirror implements Replicator {
           phase = 'running';
           void this.onConnected(link, reply!, decision);
         },
-        onPayload: () => link.close('protocol error: the secondary sent a payload'),
+        onPayload: (_type, _payload, release) => {
+          release();
+          link.close('protocol error: the secondary sent a payload');
+        },
         onClose: (reason) => {
           if (phase === 'running') this.onLinkLost(link, reason);
           else this.noteConnectFailure(reason);

@@ -2,10 +2,13 @@
  * Streaming frame reader: takes socket chunks of any size and hands out complete frames:
  * a head on its own, a head with its body, or a raw payload whose length an earlier frame fixed.
  *
- * Zero-copy where it can be: a frame that lies inside one chunk is a subarray of that chunk. A
- * frame that spans chunks is copied once into a new Buffer and counted (copiedPayloadBytes for
- * payloads, copiedControlBytes for heads and bodies). Pushed chunks are referenced, not copied:
- * the caller must not modify a chunk after pushing it (Node socket chunks are never reused).
+ * Zero-copy where it can be: a frame that lies inside one chunk is a subarray of that chunk, and a
+ * chunk that continues the previous one in the same memory (consecutive reads into one receive
+ * slab) is merged with it, so such a frame is a subarray too. A frame that spans separate chunks
+ * is copied once into a new Buffer and counted (copiedPayloadBytes for payloads,
+ * copiedControlBytes for heads and bodies). Pushed chunks are referenced, not copied: the caller
+ * must not modify a chunk's memory while the frames cut from it are in use; `relocateBuffered`
+ * moves the unframed bytes out when the caller wants to reuse that memory.
  *
  * The reader checks only what framing needs (version, type, body length, WRITE_NOTIFY → WRITE_META
  * order, payload length). Field checks and CRCs are decodeMessage / verify*. A framing error is
@@ -69,12 +72,46 @@ export class FrameReader {
     return this.failureReason;
   }
 
-  /** Queues a chunk (referenced, not copied). */
+  /** Payload bytes of the frame being read that have not arrived yet (0 unless a payload is due). */
+  get payloadBytesDue(): number {
+    return this.expect === Expect.Payload && !this.failureReason ? Math.max(0, this.needBytes - this.buffered) : 0;
+  }
+
+  /** Queues a chunk (referenced, not copied); one that continues the last chunk's memory extends it. */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0 || this.failureReason) return;
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    this.chunks.push(buf);
     this.buffered += buf.length;
+    const last = this.chunks.length > 0 ? this.chunks[this.chunks.length - 1]! : undefined;
+    if (last !== undefined && last.buffer === buf.buffer && last.byteOffset + last.length === buf.byteOffset) {
+      this.chunks[this.chunks.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + buf.length);
+      return;
+    }
+    this.chunks.push(buf);
+  }
+
+  /**
+   * Copies every byte not yet handed out in a frame (and a head still waiting for its body) out of
+   * the memory it was pushed in, the unframed bytes to the start of `target`, so the caller may
+   * reuse that memory. Returns the number of bytes now at the start of `target`, which the reader
+   * holds from now on as its only chunk. The copy is counted like a spanning frame.
+   */
+  relocateBuffered(target: Buffer): number {
+    if (this.pendingHead !== null) this.pendingHead = Buffer.from(this.pendingHead);
+    const n = this.buffered;
+    if (n > target.length) throw new RangeError(`relocateBuffered: ${n} buffered bytes do not fit ${target.length}`);
+    let written = 0;
+    for (let i = this.chunkIndex; i < this.chunks.length; i++) {
+      const chunk = this.chunks[i]!;
+      const from = i === this.chunkIndex ? this.chunkOffset : 0;
+      written += chunk.copy(target, written, from);
+    }
+    this.chunks = n > 0 ? [target.subarray(0, n)] : [];
+    this.chunkIndex = 0;
+    this.chunkOffset = 0;
+    if (this.expect === Expect.Payload) this.copiedPayloadBytes += n;
+    else this.copiedControlBytes += n;
+    return written;
   }
 
   /** Next complete frame, or null when more bytes are needed (or after the error frame). */

@@ -224,17 +224,54 @@ describe('wire: frame reader', () => {
     assert.ok(reader.end().ok);
   });
 
-  it('copies a payload that spans chunks once and counts it', () => {
+  it('copies a payload that spans separate chunks once and counts it', () => {
+    const reader = new FrameReader();
+    // Each chunk in memory of its own, like separate socket reads into fresh buffers.
+    const separate = (bytes: Buffer): Buffer => {
+      const own = Buffer.allocUnsafeSlow(bytes.length);
+      bytes.copy(own);
+      return own;
+    };
+    reader.push(separate(small.subarray(0, 100)));
+    assert.equal(reader.next()?.kind, 'message');
+    assert.equal(reader.next(), null);
+    reader.push(separate(small.subarray(100, 530)));
+    assert.equal(reader.next()?.kind, 'payload');
+    assert.equal(reader.copiedPayloadBytes, 512);
+    reader.push(separate(small.subarray(530)));
+    assert.equal(reader.next()?.kind, 'message');
+    assert.equal(reader.copiedControlBytes, 16);
+  });
+
+  it('merges a chunk that continues the previous one in memory: frames across them are views, not copies', () => {
     const reader = new FrameReader();
     reader.push(small.subarray(0, 100));
     assert.equal(reader.next()?.kind, 'message');
-    assert.equal(reader.next(), null);
     reader.push(small.subarray(100, 530));
-    assert.equal(reader.next()?.kind, 'payload');
-    assert.equal(reader.copiedPayloadBytes, 512);
+    const payload = reader.next();
+    assert.equal(payload?.kind, 'payload');
+    assert.equal(payload?.kind === 'payload' && payload.payload.buffer, small.buffer, 'the payload is a view of the pushed memory');
     reader.push(small.subarray(530));
     assert.equal(reader.next()?.kind, 'message');
-    assert.equal(reader.copiedControlBytes, 16);
+    assert.equal(reader.copiedPayloadBytes, 0);
+    assert.equal(reader.copiedControlBytes, 0);
+  });
+
+  it('relocates unframed bytes (and a head waiting for its body) so their old memory may be reused', () => {
+    const reader = new FrameReader();
+    const first = Buffer.allocUnsafeSlow(100); // the head, and 84 bytes of the 512-byte payload
+    small.copy(first, 0, 0, 100);
+    reader.push(first);
+    assert.equal(reader.next()?.kind, 'message');
+    assert.equal(reader.payloadBytesDue, 512 - 84);
+    const target = Buffer.alloc(4096);
+    assert.equal(reader.relocateBuffered(target), 84);
+    first.fill(0xee); // the old memory is reused for something else
+    target.set(small.subarray(100, 530), 84); // the next read lands right after the moved bytes
+    reader.push(target.subarray(84, 84 + 430));
+    const payload = reader.next();
+    assert.ok(payload?.kind === 'payload' && payload.payload.equals(small.subarray(16, 528)));
+    assert.equal(reader.copiedPayloadBytes, 84, 'only the moved prefix counts as copied');
   });
 
   it('reports a framing error once, then stays silent and ignores more input', () => {

@@ -1,0 +1,48 @@
+/**
+ * The receive side of a peer socket: created before the socket, so that Node reads the socket
+ * straight into this receiver's slabs (`onread`), where the frame reader cuts frames as views.
+ * Sockets come from `connect` (the primary dialling its secondary) or `adopt` (the secondary
+ * taking over a connection its listener accepted paused).
+ */
+import * as net from 'node:net';
+import { FrameReader } from '../wire';
+import { ReceiveSlabs } from './receive-slabs';
+import { loadNative } from '../native';
+
+export class PeerReceiver {
+  readonly reader = new FrameReader();
+  readonly slabs = new ReceiveSlabs(this.reader);
+  /** Runs after every read, with the new bytes already pushed to `reader`. */
+  onReceived: (() => void) | undefined;
+  /** Reads processed so far (each is one wake-up of the JS thread for this socket). */
+  reads = 0;
+
+  private readonly readOptions: net.OnReadOpts = {
+    buffer: () => this.slabs.readTarget(),
+    callback: (n: number) => {
+      this.reads += 1;
+      this.reader.push(this.slabs.received(n));
+      this.onReceived?.();
+      return true;
+    },
+  };
+
+  /** A TCP connection to host:port whose bytes land in this receiver. */
+  connect(host: string, port: number): net.Socket {
+    return net.createConnection({ host, port, onread: this.readOptions });
+  }
+
+  /**
+   * Takes over a socket that a server accepted with `pauseOnConnect` (so nothing was read from it
+   * yet): returns a socket on a duplicate of its fd whose bytes land in this receiver, and destroys
+   * the original.
+   */
+  adopt(accepted: net.Socket): net.Socket {
+    const fd = (accepted as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (fd === undefined || fd < 0) throw new Error('the accepted socket has no file descriptor');
+    const copy = loadNative().duplicateFd(fd);
+    accepted.destroy();
+    const options: net.SocketConstructorOpts & { onread: net.OnReadOpts } = { fd: copy, readable: true, writable: true, onread: this.readOptions };
+    return new net.Socket(options);
+  }
+}
