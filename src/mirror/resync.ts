@@ -164,7 +164,7 @@ export class ResyncEngine {
         done(ok);
       };
       const data = buffer.subarray(0, lengthBytes);
-      this.store.submit(StoreOp.Read, data, offsetBytes, lengthBytes, false, (result) => {
+      this.read(data, offsetBytes, (result) => {
         if (result !== 0) {
           this.log.error(`resync: reading region ${region} failed (errno ${-result})`);
           finish(false);
@@ -194,6 +194,12 @@ export class ResyncEngine {
         });
       });
     });
+  }
+
+  /** A page-cache read is a copy: done on this thread rather than paying two thread hand-offs; O_DIRECT reads go to the workers. */
+  private read(data: Buffer, offsetBytes: number, done: (result: number) => void): void {
+    if (this.store.runsSynchronously(data.length, false)) done(this.store.readSync(data, offsetBytes));
+    else this.store.submit(StoreOp.Read, data, offsetBytes, data.length, false, done);
   }
 }
 

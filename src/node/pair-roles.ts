@@ -151,11 +151,12 @@ export class PairRoles {
   /** Secondary → primary: bump the epoch (older-epoch writes are refused from now on) and start serving. */
   async promote(force: boolean): Promise<Record<string, unknown>> {
     if (this.role === 'primary') throw new RoleChangeError('this node is already primary');
-    if (this.replica?.primaryConnected && !force) {
-      throw new RoleChangeError('the peer is connected and primary: demote it first, or use --force (two primaries means split brain)');
-    }
+    // Incomplete data first: it is refused whether or not the peer is there.
     if (this.meta.diskState === 'inconsistent' && !force) {
       throw new RoleChangeError('this replica is inconsistent (a resync did not finish): promoting it would serve incomplete data; use --force to do it anyway');
+    }
+    if (this.replica?.primaryConnected && !force) {
+      throw new RoleChangeError('the peer is connected and primary: demote it first, or use --force (two primaries means split brain)');
     }
     if (this.options.peer === undefined) throw new RoleChangeError('promotion needs the peer address: start the secondary with --peer HOST:PORT');
     if (this.node.options.nbdSocketPath === undefined && this.node.options.nbdTcp === undefined && this.node.options.devicePath === undefined) {
