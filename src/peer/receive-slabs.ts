@@ -12,14 +12,22 @@
  * delivers them. Before the reads move to a new slab, the frame reader's unframed bytes are copied
  * to its start (`FrameReader.relocateBuffered`), so no frame ever spans two slabs; a payload gets
  * room for all of its bytes in one slab before it is read (a payload larger than a slab gets a
- * slab of its own size).
+ * slab of its own size), and near a slab's end reads stop at payload ends, so such moves are rare
+ * and small.
  */
 import type { FrameReader } from '../wire';
 
 /** Size of an ordinary slab. */
-export const RECEIVE_SLAB_BYTES = 4 * 1024 * 1024;
+export const RECEIVE_SLAB_BYTES = 8 * 1024 * 1024;
 /** A read is offered at least this much room (a smaller tail moves the reads to a new slab). */
 export const RECEIVE_READ_BYTES_MIN = 64 * 1024;
+/**
+ * Between frames the next frame's size is unknown until its head arrives, and a payload that then
+ * finds too little room is moved (copied) to a new slab. So a slab is left once its room falls
+ * below the largest payload a kernel block layer usually sends (1 MiB plus its heads): only larger
+ * payloads are ever moved.
+ */
+export const RECEIVE_ROOM_BETWEEN_FRAMES_MIN = 1024 * 1024 + 64 * 1024;
 /** Idle slabs kept for reuse, in bytes; more are dropped for the garbage collector. */
 export const RECEIVE_IDLE_BYTES_MAX = 64 * 1024 * 1024;
 
@@ -60,8 +68,13 @@ export class ReceiveSlabs {
   readTarget(): Buffer {
     const due = this.reader.payloadBytesDue;
     const room = this.current.memory.length - this.current.filled;
-    if (room < Math.max(RECEIVE_READ_BYTES_MIN, due)) this.moveToNewSlab(due);
-    return this.current.memory.subarray(this.current.filled);
+    const betweenFrames = due === 0 && this.reader.bufferedBytes === 0;
+    if (room < Math.max(RECEIVE_READ_BYTES_MIN, due, betweenFrames ? RECEIVE_ROOM_BETWEEN_FRAMES_MIN : 0)) this.moveToNewSlab(due);
+    const target = this.current.memory.subarray(this.current.filled);
+    // Near the end of a slab, a read stops where the payload ends: the next frame then starts a
+    // new slab with nothing to move, instead of a partly read payload being copied there.
+    if (due > 0 && target.length - due < RECEIVE_ROOM_BETWEEN_FRAMES_MIN) return target.subarray(0, due);
+    return target;
   }
 
   /** `n` bytes arrived at the start of the last readTarget(); returns them as a view. */

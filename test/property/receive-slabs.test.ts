@@ -35,7 +35,9 @@ function encodeStream(ops: Op[]): { stream: Buffer; payloads: Buffer[] } {
     const bytes = op.kind === 'inline' ? op.sectors * SECTOR_BYTES : op.bytes;
     const payload = Buffer.alloc(bytes);
     const index = payloads.length;
-    for (let i = 0; i < bytes; i++) payload[i] = (index * 131 + i * 7 + (i >>> 9)) & 0xff;
+    // A pattern of prime length, different for every payload: a shifted or foreign byte shows.
+    const pattern = Buffer.from(Array.from({ length: 251 }, (_, i) => (index * 131 + i * 7) & 0xff));
+    payload.fill(pattern);
     payloads.push(payload);
     if (op.kind === 'inline') {
       parts.push(encodeWriteInline(index & 0xffff, 0, 1, index, payload), payload);
@@ -100,7 +102,7 @@ describe('receive slabs (property)', () => {
   });
 
   it('reuses slabs in a long stream, and copies only the payload prefixes moved at a slab change', () => {
-    const ops: Op[] = Array.from({ length: 400 }, (_, i) => (i % 3 === 0 ? { kind: 'large' as const, bytes: 64 * 1024 } : { kind: 'inline' as const, sectors: 8 }));
+    const ops: Op[] = Array.from({ length: 1200 }, (_, i) => (i % 3 === 0 ? { kind: 'large' as const, bytes: 64 * 1024 } : { kind: 'inline' as const, sectors: 8 }));
     const { stream, payloads } = encodeStream(ops);
     const reader = new FrameReader();
     const slabs = new ReceiveSlabs(reader);
