@@ -41,6 +41,8 @@ export interface Replicator {
   prepareWrite?(request: BlockRequest): Promise<void> | undefined;
   /** Optional: the modifying request is finished on both nodes (or recorded as out of sync). */
   finishWrite?(request: BlockRequest): void;
+  /** Optional: put what replicate() queued on the wire now (it may otherwise wait for the end of the tick). */
+  flushSends?(): void;
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -54,6 +56,12 @@ export class Controller {
   private idleWaiters: (() => void)[] = [];
   /** Modifying requests waiting for prepareWrite, in arrival order (so the gate sees arrival order). */
   private preparing: { request: BlockRequest; go: () => void; fail: () => void; ready: boolean }[] = [];
+  /**
+   * While a batch is being dispatched, replicated requests queue their local part here: the whole
+   * batch goes to the peer first, in one send, and the peer applies it while this node writes its
+   * own copy, instead of the send waiting for every local write of the batch.
+   */
+  private localAfterSends: (() => void)[] | undefined;
 
   constructor(
     private readonly store: LocalStore,
@@ -81,6 +89,19 @@ export class Controller {
 
   /** Entry point for one wake-up's worth of requests from one source. */
   handleBatch(source: RequestSource, batch: RequestBatch): void {
+    const deferred: (() => void)[] = [];
+    this.localAfterSends = deferred;
+    try {
+      this.dispatchBatch(source, batch);
+    } finally {
+      this.localAfterSends = undefined;
+    }
+    if (deferred.length === 0) return;
+    this.replicator?.flushSends?.();
+    for (const runLocal of deferred) runLocal();
+  }
+
+  private dispatchBatch(source: RequestSource, batch: RequestBatch): void {
     const rows = batch.rows;
     for (let i = 0; i < batch.count; i++) {
       const base = i * REQUEST_ROW_FIELDS;
@@ -191,10 +212,13 @@ export class Controller {
       replicator.finishWrite?.(request);
       settle(e);
     });
-    this.runLocal(request, (local) => {
-      localDone?.();
-      settle(P.nbdErrorFromErrno(local));
-    });
+    const runLocal = (): void =>
+      this.runLocal(request, (local) => {
+        localDone?.();
+        settle(P.nbdErrorFromErrno(local));
+      });
+    if (this.localAfterSends !== undefined) this.localAfterSends.push(runLocal);
+    else runLocal();
   }
 
   /** Run one request against the local store; `done` gets 0 or -errno. */

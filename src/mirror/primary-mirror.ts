@@ -222,6 +222,11 @@ export class PrimaryMirror implements Replicator {
     return changed ? this.meta.persist() : undefined;
   }
 
+  /** The controller dispatched a batch: send what it queued before the local writes run. */
+  flushSends(): void {
+    this.link?.flush();
+  }
+
   /** Called by the controller for every modifying request (and FLUSH). */
   replicate(request: BlockRequest, done: (nbdError: number) => void): void {
     const link = this.link;

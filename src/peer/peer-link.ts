@@ -123,7 +123,13 @@ export class PeerLink {
     process.nextTick(this.uncork);
   }
 
+  /** Put everything sent so far in this tick on the wire now. */
+  flush(): void {
+    if (this.corked && !this.closed) this.uncork();
+  }
+
   private readonly uncork = (): void => {
+    if (!this.corked) return; // flushed earlier in this tick
     this.corked = false;
     this.socket.uncork();
   };
