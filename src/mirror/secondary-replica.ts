@@ -444,7 +444,13 @@ export class SecondaryReplica {
     if ((flags & WriteFlag.Resync) === 0 || this.resyncTarget) return;
     this.resyncTarget = true;
     this.meta.diskState = 'inconsistent';
-    this.pendingPersist = this.meta.persist();
+    const persisted = this.meta.persist();
+    this.pendingPersist = persisted;
+    // Once durable, later applies need not wait on it (nor pay a promise hop each).
+    const settled = (): void => {
+      if (this.pendingPersist === persisted) this.pendingPersist = undefined;
+    };
+    persisted.then(settled, settled);
   }
 
   /** Apply one operation in order against overlapping ones, then ACK its tag. */

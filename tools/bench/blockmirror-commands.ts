@@ -49,6 +49,11 @@ export interface PrimaryStatus {
   resync?: ResyncStatus;
 }
 
+/** The part of a secondary's `status --json` the benchmark reports: what each mirrored write cost it. */
+export interface SecondaryStatus {
+  mirror?: { messagesPerWrite?: number; wakeupsPerWrite?: number; copiedBytesPerPayloadByte?: number; writesApplied?: number };
+}
+
 /** The `resync` section of a primary's status (the background resync's progress). */
 export interface ResyncStatus {
   active?: boolean;
@@ -71,6 +76,11 @@ export async function readStatus(controlPath: string): Promise<PrimaryStatus> {
   const result = await runCommand(process.execPath, [BLOCKMIRROR_BIN, 'status', '--control', controlPath, '--json'], { timeoutMs: STATUS_TIMEOUT_MS });
   if (result.exitCode !== 0) throw new Error(`blockmirror status failed (${describeExit(result)}): ${firstLines(result.stderr || result.stdout)}`);
   return JSON.parse(result.stdout) as PrimaryStatus;
+}
+
+// Reads a secondary's status through its control socket.
+export async function readSecondaryStatus(controlPath: string): Promise<SecondaryStatus> {
+  return (await sendControlRequest(controlPath, { command: 'status' }, STATUS_TIMEOUT_MS)) as SecondaryStatus;
 }
 
 // Asks the control socket directly (one JSON line each way), without starting a node process: for tight polling

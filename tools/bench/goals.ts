@@ -88,14 +88,15 @@ function scenarioMissing(outcome: Exclude<ScenarioOutcome<unknown>, { status: 'o
   return { matrix: 'resync', description, status: 'n/a', detail: `${outcome.status}: ${outcome.reason}` };
 }
 
-// Resync throughput (bytesDone over link-up → in sync) against iperf3 on the same veth.
+// Resync throughput (bytesDone over the resync's own startedAt → finishedAt) against iperf3 on the same veth.
 function resyncThroughputGoal(resync: ResyncReport, iperf: IperfResult | { error: string } | undefined): GoalResult {
-  const description = `resync of 10% dirty regions: bytesDone ÷ (link-up → in sync) ≥ ${RESYNC_THROUGHPUT_MIN_RATIO}× iperf3 on the same veth`;
+  const description = `resync of 10% dirty regions: bytesDone ÷ resync time (startedAt → finishedAt) ≥ ${RESYNC_THROUGHPUT_MIN_RATIO}× iperf3 on the same veth`;
   const outcome = resync.dirty;
   if (outcome.status !== 'ok') return scenarioMissing(outcome, description);
   if (!iperf || 'error' in iperf) return { matrix: 'resync', description, status: 'n/a', detail: `no iperf3 figure${iperf ? `: ${iperf.error}` : ''}` };
   const figures = outcome.figures;
-  const bytesPerSec = figures.bytesDone / figures.linkUpToInSyncSec;
+  if (figures.resyncEngineSec === null || figures.resyncEngineSec <= 0) return { matrix: 'resync', description, status: 'n/a', detail: 'the primary reported no resync start and finish times' };
+  const bytesPerSec = figures.bytesDone / figures.resyncEngineSec;
   const ratio = bytesPerSec / (iperf.bitsPerSecond / 8);
   return {
     matrix: 'resync', description, status: ratio >= RESYNC_THROUGHPUT_MIN_RATIO ? 'met' : 'not met',

@@ -55,6 +55,7 @@ async function runCase(run: MatrixRun, job: FioJob, target: BenchTarget): Promis
     }
     metrics = await runMeasuredJob(job, running.uri, run.sizeBytes, run.timing, caseDir);
     await running.checkStillValid();
+    if (running.describeSecondaryCost) notes.push(await running.describeSecondaryCost());
   } catch (error) {
     await running.stop().catch(() => undefined);
     return { ...base, status: 'failed', reason: (error as Error).message, notes };

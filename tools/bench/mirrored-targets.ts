@@ -1,7 +1,8 @@
 // Mirrored targets: blockmirror primary/secondary, and QEMU's active mirror (qemu-storage-daemon
 // blockdev-mirror copy-mode=write-blocking) to an NBD target, both across the veth between namespaces.
 import * as path from 'node:path';
-import { primaryCommand, readStatus, secondaryCommand, subcommandUnavailableReason } from './blockmirror-commands';
+import { SECONDARY_COST_NOTE } from './results';
+import { primaryCommand, readSecondaryStatus, readStatus, secondaryCommand, subcommandUnavailableReason } from './blockmirror-commands';
 import { nbdUnixUri } from './fio-runner';
 import { ADDRESS_B, NamespacePair } from './namespace-pair';
 import { QmpClient } from './qmp-client';
@@ -149,6 +150,14 @@ async function checkPairStillMirroring(controlPath: string, servers: readonly Se
   }
 }
 
+// The secondary's own counters over the whole case (prefill included): messages and wake-ups per write, copies.
+async function describeSecondaryCost(controlPath: string): Promise<string> {
+  const m = (await readSecondaryStatus(controlPath)).mirror ?? {};
+  const figure = (x: number | undefined, digits: number): string => (typeof x === 'number' ? x.toFixed(digits) : '?');
+  return `${SECONDARY_COST_NOTE}${figure(m.messagesPerWrite, 2)} messages, ${figure(m.wakeupsPerWrite, 2)} wake-ups, ` +
+    `${figure(m.copiedBytesPerPayloadByte, 3)} copied bytes per payload byte (${m.writesApplied ?? '?'} writes)`;
+}
+
 // Brings up the secondary in B and the primary in A (each creating its own sparse store), then waits until they are in sync.
 async function startBlockmirrorPair(context: TargetContext): Promise<RunningTarget> {
   const namespaces = requireNamespaces(context);
@@ -158,8 +167,9 @@ async function startBlockmirrorPair(context: TargetContext): Promise<RunningTarg
   const socketPath = path.join(context.caseDir, 'nbd.sock');
   const servers: ServerProcess[] = [];
   try {
+    const secondaryControl = path.join(context.caseDir, 'secondary.ctl');
     const secondary = startInNamespace(context, namespaces, 'b', 'blockmirror-secondary',
-      secondaryCommand(secondaryStore, context.sizeBytes, ADDRESS_B, path.join(context.caseDir, 'secondary.ctl')));
+      secondaryCommand(secondaryStore, context.sizeBytes, ADDRESS_B, secondaryControl));
     servers.push(secondary);
     const primary = startInNamespace(context, namespaces, 'a', 'blockmirror-primary',
       primaryCommand(primaryStore, context.sizeBytes, socketPath, ADDRESS_B, primaryControl));
@@ -170,6 +180,7 @@ async function startBlockmirrorPair(context: TargetContext): Promise<RunningTarg
     return {
       uri,
       checkStillValid: () => checkPairStillMirroring(primaryControl, servers),
+      describeSecondaryCost: () => describeSecondaryCost(secondaryControl),
       stop: () => stopAll(servers),
       replicaFiles: [primaryStore, secondaryStore],
     };

@@ -1,7 +1,7 @@
 // Renders a run as BENCHMARKS.md.
 import { FIO_JOBS } from './fio-jobs';
 import { JobMetrics } from './fio-result';
-import { BenchReport, CaseResult, metricsFor, TargetSummary } from './results';
+import { BenchReport, CaseResult, metricsFor, SECONDARY_COST_NOTE, TargetSummary } from './results';
 import { resyncSection } from './report-resync';
 import { Matrix } from './target-types';
 
@@ -92,6 +92,11 @@ function matrixTable(report: BenchReport, matrix: Matrix): string[] {
   const noted = results.filter((result) => result.notes.length > 0 && result.status === 'ok');
   const replicaChecked = noted.filter((result) => result.notes.includes('replica identical')).length;
   if (replicaChecked > 0) lines.push('', `After each mirrored case the primary and replica files were compared byte for byte: identical in ${replicaChecked} of ${replicaChecked} successful cases.`);
+  const costs = noted.flatMap((result) => result.notes.filter((note) => note.startsWith(SECONDARY_COST_NOTE)).map((note) => ({ result, note })));
+  if (costs.length > 0) {
+    lines.push('', 'What each write cost the secondary (its status counters after the case, prefill included):', '');
+    for (const { result, note } of costs) lines.push(`- ${FIO_JOBS.find((job) => job.id === result.jobId)?.title ?? result.jobId}: ${note.slice(SECONDARY_COST_NOTE.length)}`);
+  }
   return lines;
 }
 

@@ -4,6 +4,9 @@ import { IperfResult } from './iperf';
 import { MachineInfo } from './machine-info';
 import { Matrix } from './target-types';
 
+/** Prefix of the case note that carries the secondary's per-write figures (mirrored blockmirror pair). */
+export const SECONDARY_COST_NOTE = 'secondary per write: ';
+
 export interface CaseResult {
   matrix: Matrix;
   targetId: string;

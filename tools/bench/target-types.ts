@@ -19,6 +19,8 @@ export interface RunningTarget {
   /** Throws if the target is no longer in the state being measured (e.g. the mirror job died). */
   checkStillValid(): Promise<void>;
   stop(): Promise<void>;
+  /** For blockmirror pairs: a one-line summary of what the measured writes cost the secondary (read before stop). */
+  describeSecondaryCost?(): Promise<string>;
   /** For mirrored targets: primary and replica files that must be identical after stop. */
   replicaFiles?: readonly [string, string];
 }
