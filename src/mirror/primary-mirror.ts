@@ -95,6 +95,8 @@ export interface VerifyMismatch {
 
 const ZERO_SECTOR = Buffer.alloc(SECTOR_BYTES);
 const RESYNC_WINDOW_REGIONS = 64;
+/** Longest a due WRITE_COMPLETE waits for another message to ride with. */
+const WRITE_COMPLETE_DELAY_MS = 20;
 const VERIFY_WINDOW_REGIONS = 16;
 const RESYNC_PERSIST_INTERVAL_MS = 1000;
 
@@ -109,7 +111,9 @@ export class PrimaryMirror implements Replicator {
   private nextSeq = 1;
   private completeThroughSeq = 0;
   private ackedAhead = new Set<number>();
-  private completeScheduled = false;
+  /** The last WRITE_COMPLETE sent, and the timer that sends a due one when no other message carries it. */
+  private completeSentThroughSeq = 0;
+  private completeTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private ackTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -180,6 +184,7 @@ export class PrimaryMirror implements Replicator {
     this.resync.stop();
     if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
     if (this.ackTimer !== undefined) clearInterval(this.ackTimer);
+    if (this.completeTimer !== undefined) clearTimeout(this.completeTimer);
     this.link?.close('node shutting down');
   }
 
@@ -385,6 +390,7 @@ export class PrimaryMirror implements Replicator {
   /** One data write: inline if small and sector-aligned, else notify + meta; the payload follows either way. */
   private sendWrite(link: PeerLink, offsetBytes: number, data: Buffer, flags: number, done: ((e: number) => void) | undefined, resyncDone: ((ok: boolean) => void) | undefined): void {
     const lengthBytes = data.length;
+    this.sendCompleteIfDue(link);
     const tag = this.takeTag();
     const seq = this.nextSeq++;
     // Async mode answers the client before the ACK, but never before the payload left its buffer.
@@ -411,6 +417,7 @@ export class PrimaryMirror implements Replicator {
 
   /** A sector-aligned TRIM / WRITE_ZEROES message. */
   private sendExtentMessage(link: PeerLink, trim: boolean, offsetBytes: number, lengthBytes: number, flags: number, done: ((e: number) => void) | undefined, resyncDone: ((ok: boolean) => void) | undefined): void {
+    this.sendCompleteIfDue(link);
     const tag = this.takeTag();
     const seq = this.nextSeq++;
     const early = resyncDone === undefined && this.options.mode === 'async' && done !== undefined;
@@ -626,6 +633,9 @@ export class PrimaryMirror implements Replicator {
     this.counters.connects += 1;
     this.nextSeq = 1;
     this.completeThroughSeq = 0;
+    this.completeSentThroughSeq = 0;
+    if (this.completeTimer !== undefined) clearTimeout(this.completeTimer);
+    this.completeTimer = undefined;
     this.ackedAhead.clear();
     this.lastConnectFailure = '';
     link.limits = { volumeSizeBytes: this.options.volumeSizeBytes, inlineThresholdBytes: this.options.inlineThresholdBytes };
@@ -718,22 +728,31 @@ export class PrimaryMirror implements Replicator {
     op.resyncDone?.(true);
   }
 
-  /** Advance the cumulative complete sequence and send one WRITE_COMPLETE per turn of the event loop. */
+  /**
+   * Advance the cumulative complete sequence. The WRITE_COMPLETE rides in front of the next
+   * message to the secondary (same send, so no wake-up of its own there), or leaves on its own
+   * after WRITE_COMPLETE_DELAY_MS when nothing else is sent.
+   */
   private noteComplete(link: PeerLink, seq: number): void {
     this.ackedAhead.add(seq);
     while (this.ackedAhead.has(this.completeThroughSeq + 1)) {
       this.ackedAhead.delete(this.completeThroughSeq + 1);
       this.completeThroughSeq += 1;
     }
-    if (this.completeScheduled) return;
-    this.completeScheduled = true;
-    setImmediate(() => {
-      this.completeScheduled = false;
-      if (link.isOpen && this.link === link) {
-        this.counters.completesSent += 1;
-        this.sendMessage(link, encodeWriteComplete(this.completeThroughSeq));
-      }
-    });
+    if (this.completeThroughSeq <= this.completeSentThroughSeq || this.completeTimer !== undefined) return;
+    this.completeTimer = setTimeout(() => {
+      this.completeTimer = undefined;
+      this.sendCompleteIfDue(link);
+    }, WRITE_COMPLETE_DELAY_MS);
+    this.completeTimer.unref();
+  }
+
+  /** Send WRITE_COMPLETE if writes were completed since the last one. */
+  private sendCompleteIfDue(link: PeerLink): void {
+    if (this.completeThroughSeq <= this.completeSentThroughSeq || !link.isOpen || this.link !== link) return;
+    this.completeSentThroughSeq = this.completeThroughSeq;
+    this.counters.completesSent += 1;
+    this.sendMessage(link, encodeWriteComplete(this.completeThroughSeq));
   }
 
   private releaseLag(bytes: number): void {
