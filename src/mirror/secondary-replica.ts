@@ -36,7 +36,6 @@ import { afterResyncTarget } from './sync-decision';
 import type { MirrorMetadata } from './mirror-metadata';
 import type { Logger } from '../util/log';
 
-
 export interface SecondaryReplicaOptions {
   listenHost: string;
   listenPort: number;
@@ -171,6 +170,8 @@ export class SecondaryReplica {
       messagesPerWrite: writes > 0 ? (c.messagesReceived + c.payloadsReceived) / writes : 0,
       wakeupsPerWrite: writes > 0 ? wakeups / writes : 0,
       inFlight: this.session?.inFlight.size ?? 0,
+      /** The current connection's receive memory (slabs allocated, reused, idle; payloads holding one). */
+      receiveSlabs: live?.receiveStats ?? null,
       confirmedThroughSeq: this.confirmedThroughSeq,
       resyncTarget: this.resyncTarget,
       epoch: Number(this.meta.epoch),

@@ -14,13 +14,10 @@ export class PeerReceiver {
   readonly slabs = new ReceiveSlabs(this.reader);
   /** Runs after every read, with the new bytes already pushed to `reader`. */
   onReceived: (() => void) | undefined;
-  /** Reads processed so far (each is one wake-up of the JS thread for this socket). */
-  reads = 0;
 
   private readonly readOptions: net.OnReadOpts = {
     buffer: () => this.slabs.readTarget(),
     callback: (n: number) => {
-      this.reads += 1;
       this.reader.push(this.slabs.received(n));
       this.onReceived?.();
       return true;
