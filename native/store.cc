@@ -118,6 +118,13 @@ int StoreIo::WriteZeroes(uint64_t offset, uint64_t length) const {
   return 0;
 }
 
+uint64_t StoreIo::NextData(uint64_t offset, uint64_t end) const {
+  if (isBlockDevice_ || offset >= end) return offset;
+  off_t found = lseek(fd_, static_cast<off_t>(offset), SEEK_DATA);
+  if (found >= 0) return static_cast<uint64_t>(found) < end ? static_cast<uint64_t>(found) : end;
+  return errno == ENXIO ? end : offset;  // ENXIO: nothing but hole up to the end of the file
+}
+
 int StoreIo::Flush() const { return fdatasync(fd_) == 0 ? 0 : -errno; }
 
 // ---- async worker pool ----
@@ -323,6 +330,18 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
   Napi::Value TrimSync(const Napi::CallbackInfo& info) { return RangeOp(info, "trimSync", StoreOp::Trim); }
   Napi::Value ZeroSync(const Napi::CallbackInfo& info) { return RangeOp(info, "zeroSync", StoreOp::Zero); }
 
+  // nextData(offsetBytes, endBytes): see StoreIo::NextData; the caller holds back writes to the range.
+  Napi::Value NextData(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !IsOffset(info[0]) || !IsOffset(info[1])) {
+      ThrowArgError(env, "nextData(offsetBytes, endBytes) expected");
+      return env.Undefined();
+    }
+    uint64_t offset = Offset(info[0]);
+    if (core->closed()) return Napi::Number::New(env, static_cast<double>(offset));
+    return Napi::Number::New(env, static_cast<double>(core->io().NextData(offset, Offset(info[1]))));
+  }
+
   Napi::Value FlushSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (core->closed()) return Napi::Number::New(env, -EBADF);
@@ -397,6 +416,7 @@ void InitStoreClass(Napi::Env env, AddonState& state) {
                                                   StoreWrap::InstanceMethod("trimSync", &StoreWrap::TrimSync),
                                                   StoreWrap::InstanceMethod("zeroSync", &StoreWrap::ZeroSync),
                                                   StoreWrap::InstanceMethod("flushSync", &StoreWrap::FlushSync),
+                                                  StoreWrap::InstanceMethod("nextData", &StoreWrap::NextData),
                                                   StoreWrap::InstanceMethod("submit", &StoreWrap::Submit),
                                                   StoreWrap::InstanceMethod("close", &StoreWrap::Close),
                                               });

@@ -36,6 +36,9 @@ class StoreIo {
   int Trim(uint64_t offset, uint64_t length) const;
   int Zero(uint64_t offset, uint64_t length) const;
   int Flush() const;
+  // Offset of the first byte at or after `offset` that may hold data (SEEK_DATA), `end` when only
+  // a hole follows, and `offset` itself when the store cannot tell (block devices, no SEEK_DATA).
+  uint64_t NextData(uint64_t offset, uint64_t end) const;
 
  private:
   int WriteZeroes(uint64_t offset, uint64_t length) const;

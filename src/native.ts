@@ -121,6 +121,8 @@ export interface NativeStore {
   trimSync(offsetBytes: number, lengthBytes: number): number;
   zeroSync(offsetBytes: number, lengthBytes: number): number;
   flushSync(): number;
+  /** lseek(SEEK_DATA) clamped to endBytes: endBytes if only a hole follows offsetBytes; offsetBytes if unknown. */
+  nextData(offsetBytes: number, endBytes: number): number;
   /**
    * Queue an operation to the store's worker threads. `buf` is required for Read/Write and must stay
    * referenced until completion (native holds a reference). Completions arrive in batches on the handler

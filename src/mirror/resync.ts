@@ -10,6 +10,7 @@ import type { LocalStore } from '../store/local-store';
 import type { RangeGate } from '../range-gate';
 import type { DirtyRegions } from './dirty-regions';
 import { regionDigest } from './region-digest';
+import { SECTOR_BYTES } from '../wire';
 import type { Logger } from '../util/log';
 
 /** How the engine reaches the peer; each callback's `done` gets true once the peer acknowledged. */
@@ -48,8 +49,13 @@ export interface ResyncProgress {
   finishedAt: string | null;
 }
 
+/** Largest hole run sent as one WRITE_ZEROES (the secondary zeroes it in one call). */
+const HOLE_RUN_BYTES_MAX = 64 * 1024 * 1024;
+
 export class ResyncEngine {
   private progress: ResyncProgress = emptyProgress(false);
+  /** Region buffer for a hole run that turned out to hold data (regions resent one by one). */
+  private fallbackBuffer: Buffer | undefined;
   private startedMs = 0;
   private running = false;
   private stopRequested = false;
@@ -110,6 +116,26 @@ export class ResyncEngine {
           break;
         }
         const { offsetBytes, lengthBytes } = this.dirty.regionRange(region);
+        const hole = this.holeRun(region, offsetBytes);
+        if (hole !== undefined) {
+          // Dirty regions that are all hole here: one WRITE_ZEROES, nothing read, nothing charged to the rate.
+          inFlight += 1;
+          const first = region;
+          this.resyncHoleRun(transport, first, hole.regions, offsetBytes, hole.lengthBytes, (ok) => {
+            inFlight -= 1;
+            if (ok) {
+              for (let r = first; r < first + hole.regions; r++) this.dirty.clear(r);
+              this.progress.bytesDone += hole.lengthBytes;
+            } else {
+              failed = true;
+            }
+            const w = wake;
+            wake = undefined;
+            w?.();
+          });
+          region += hole.regions - 1;
+          continue;
+        }
         if (this.options.rateBytesPerSecond > 0) {
           for (;;) {
             const now = Date.now();
@@ -193,6 +219,52 @@ export class ResyncEngine {
           }
         });
       });
+    });
+  }
+
+  /**
+   * The run of consecutive dirty regions from `region` that the store holds as a hole (SEEK_DATA),
+   * at most HOLE_RUN_BYTES_MAX and sector-aligned, or undefined when `region` may hold data. A
+   * full sync of a sparse volume then costs one message per hole, not a read per region.
+   */
+  private holeRun(region: number, offsetBytes: number): { regions: number; lengthBytes: number } | undefined {
+    const limit = Math.min(offsetBytes + HOLE_RUN_BYTES_MAX, this.store.sizeBytes);
+    const dataAt = this.store.nextDataOffset(offsetBytes, limit);
+    let regions = 0;
+    let end = offsetBytes;
+    for (let r = region; r < this.dirty.regionCount && this.dirty.isDirty(r); r++) {
+      const range = this.dirty.regionRange(r);
+      const rangeEnd = range.offsetBytes + range.lengthBytes;
+      if (rangeEnd > dataAt || rangeEnd % SECTOR_BYTES !== 0) break;
+      regions += 1;
+      end = rangeEnd;
+    }
+    return regions > 0 && offsetBytes % SECTOR_BYTES === 0 ? { regions, lengthBytes: end - offsetBytes } : undefined;
+  }
+
+  /**
+   * One hole run under the write gate: still a hole once writes to it are held back → one
+   * WRITE_ZEROES; an application write got there first → its regions one by one, the normal way.
+   */
+  private resyncHoleRun(transport: ResyncTransport, first: number, regions: number, offsetBytes: number, lengthBytes: number, done: (ok: boolean) => void): void {
+    this.gate.enter(offsetBytes, lengthBytes, (release) => {
+      if (this.store.nextDataOffset(offsetBytes, offsetBytes + lengthBytes) >= offsetBytes + lengthBytes) {
+        this.progress.regionsZero += regions;
+        transport.sendZeroes(offsetBytes, lengthBytes, (ok) => {
+          release();
+          done(ok);
+        });
+        return;
+      }
+      release();
+      this.fallbackBuffer ??= Buffer.alloc(this.dirty.regionBytes);
+      const buffer = this.fallbackBuffer;
+      const next = (r: number): void => {
+        if (r === first + regions) return done(true);
+        const range = this.dirty.regionRange(r);
+        this.resyncRegion(transport, r, range.offsetBytes, range.lengthBytes, buffer, (ok) => (ok ? next(r + 1) : done(false)));
+      };
+      next(first);
     });
   }
 

@@ -84,6 +84,14 @@ export class LocalStore {
     return !this.direct && !fua && lengthBytes <= SYNC_IO_BYTES_MAX;
   }
 
+  /**
+   * The first offset at or after `offsetBytes` (and before `endBytes`) that may hold data, or
+   * `endBytes` if the store knows it is all hole up to there. Never larger than the truth.
+   */
+  nextDataOffset(offsetBytes: number, endBytes: number): number {
+    return this.native.nextData(offsetBytes, endBytes);
+  }
+
   readSync(buf: Buffer, offsetBytes: number): number {
     return this.native.readSync(buf, offsetBytes);
   }

@@ -1,0 +1,99 @@
+/**
+ * The resync engine sends dirty regions the primary's store holds as holes as one WRITE_ZEROES per
+ * run, reading nothing; a run that gained data before the write gate held it back (an application
+ * write got there first) is sent region by region, the normal way. A fake store says where the
+ * data is; a fake transport records what would go to the peer and acknowledges it.
+ */
+import * as assert from 'node:assert/strict';
+import { ResyncEngine, type ResyncTransport } from '../../src/mirror/resync';
+import { DirtyRegions } from '../../src/mirror/dirty-regions';
+import { RangeGate } from '../../src/range-gate';
+import type { LocalStore } from '../../src/store/local-store';
+import type { Logger } from '../../src/util/log';
+
+const REGION = 64 * 1024;
+const REGIONS = 16;
+const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+/** A page-cache store of REGIONS regions whose only data is in the regions listed. */
+function fakeStore(dataRegions: Set<number>): { store: LocalStore; reads: number[]; seeks: { count: number } } {
+  const reads: number[] = [];
+  const seeks = { count: 0 };
+  const store = {
+    sizeBytes: REGIONS * REGION,
+    runsSynchronously: () => true,
+    nextDataOffset(offsetBytes: number, endBytes: number): number {
+      seeks.count += 1;
+      for (let r = Math.floor(offsetBytes / REGION); r * REGION < endBytes; r++) {
+        if (dataRegions.has(r)) return Math.max(offsetBytes, r * REGION);
+      }
+      return endBytes;
+    },
+    readSync(buf: Buffer, offsetBytes: number): number {
+      const region = offsetBytes / REGION;
+      reads.push(region);
+      buf.fill(dataRegions.has(region) ? region + 1 : 0);
+      return 0;
+    },
+  };
+  return { store: store as unknown as LocalStore, reads, seeks };
+}
+
+function recordingTransport(): { transport: ResyncTransport; sent: string[] } {
+  const sent: string[] = [];
+  const transport: ResyncTransport = {
+    sendData: (offsetBytes, data, done) => {
+      sent.push(`data ${offsetBytes / REGION}+${data.length / REGION}`);
+      setImmediate(() => done(true));
+    },
+    sendZeroes: (offsetBytes, lengthBytes, done) => {
+      sent.push(`zeroes ${offsetBytes / REGION}+${lengthBytes / REGION}`);
+      setImmediate(() => done(true));
+    },
+    peerHash: (_offset, _length, done) => setImmediate(() => done(undefined)),
+    isOpen: () => true,
+  };
+  return { transport, sent };
+}
+
+function engineFor(store: LocalStore, dirty: DirtyRegions): ResyncEngine {
+  return new ResyncEngine(store, new RangeGate(), dirty, { windowRegions: 4, rateBytesPerSecond: 0, checksum: false, persistIntervalMs: 1000 }, async () => undefined, quiet);
+}
+
+describe('resync: hole runs', () => {
+  it('sends each run of dirty hole regions as one WRITE_ZEROES and reads only the regions with data', async () => {
+    const { store, reads } = fakeStore(new Set([5, 11]));
+    const dirty = new DirtyRegions(REGIONS * REGION, REGION);
+    dirty.markAll();
+    dirty.clear(8); // not dirty: splits the hole run after region 5
+    const { transport, sent } = recordingTransport();
+    const engine = engineFor(store, dirty);
+    assert.equal(await engine.run(transport), true);
+    assert.deepEqual(sent, ['zeroes 0+5', 'data 5+1', 'zeroes 6+2', 'zeroes 9+2', 'data 11+1', 'zeroes 12+4']);
+    assert.deepEqual(reads, [5, 11], 'holes are not read');
+    assert.equal(dirty.count, 0);
+    const progress = engine.status();
+    assert.equal(progress.bytesDone, (REGIONS - 1) * REGION);
+    assert.equal(progress.bytesSent, 2 * REGION);
+    assert.equal(progress.regionsZero, REGIONS - 3);
+  });
+
+  it('resends a run region by region when data appeared in it before the gate held writes back', async () => {
+    const data = new Set<number>();
+    const { store, reads, seeks } = fakeStore(data);
+    const original = store.nextDataOffset.bind(store);
+    // The first look sees all hole; then an application write lands in region 2 before the run is sent.
+    (store as { nextDataOffset: LocalStore['nextDataOffset'] }).nextDataOffset = (offset, end) => {
+      const answer = original(offset, end);
+      if (seeks.count === 1) data.add(2);
+      return answer;
+    };
+    const dirty = new DirtyRegions(4 * REGION, REGION);
+    dirty.markAll();
+    const { transport, sent } = recordingTransport();
+    assert.equal(await engineFor(store, dirty).run(transport), true);
+    assert.deepEqual(sent, ['zeroes 0+1', 'zeroes 1+1', 'data 2+1', 'zeroes 3+1']);
+    assert.deepEqual(reads, [0, 1, 2, 3], 'the fallback reads every region of the run');
+    assert.equal(dirty.count, 0);
+  });
+});
