@@ -54,8 +54,6 @@ const HOLE_RUN_BYTES_MAX = 64 * 1024 * 1024;
 
 export class ResyncEngine {
   private progress: ResyncProgress = emptyProgress(false);
-  /** Region buffer for a hole run that turned out to hold data (regions resent one by one). */
-  private fallbackBuffer: Buffer | undefined;
   private startedMs = 0;
   private running = false;
   private stopRequested = false;
@@ -257,8 +255,8 @@ export class ResyncEngine {
         return;
       }
       release();
-      this.fallbackBuffer ??= Buffer.alloc(this.dirty.regionBytes);
-      const buffer = this.fallbackBuffer;
+      // A buffer of its own: other runs may fall back at the same time (rare, so not pooled).
+      const buffer = Buffer.alloc(this.dirty.regionBytes);
       const next = (r: number): void => {
         if (r === first + regions) return done(true);
         const range = this.dirty.regionRange(r);
