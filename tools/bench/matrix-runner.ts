@@ -36,8 +36,9 @@ export async function compareReplica(files: readonly [string, string]): Promise<
 }
 
 // Measures one job on one target from a fresh start, always stopping what it started.
-async function runCase(run: MatrixRun, job: FioJob, target: BenchTarget): Promise<CaseResult> {
-  const caseDir = path.join(run.workDir, run.matrix, `${job.id}--${target.id}`);
+async function runCase(run: MatrixRun, job: FioJob, target: BenchTarget, repetition: number): Promise<CaseResult> {
+  // A directory per repetition: a server may leave its socket file behind, and the next start must not find it.
+  const caseDir = path.join(run.workDir, run.matrix, `${job.id}--${target.id}${repetition > 1 ? `--run${repetition}` : ''}`);
   fs.mkdirSync(caseDir, { recursive: true });
   const notes: string[] = [];
   const base = { matrix: run.matrix, targetId: target.id, jobId: job.id };
@@ -81,7 +82,7 @@ export async function runMatrix(run: MatrixRun): Promise<CaseResult[]> {
       for (const target of run.targets) {
         const label = `[${run.matrix}] ${job.id} on ${target.id}${run.repeat > 1 ? ` (run ${repetition}/${run.repeat})` : ''}`;
         run.log(`${label} ...`);
-        const result = await runCase(run, job, target);
+        const result = await runCase(run, job, target, repetition);
         run.log(`${label}: ${summarize(result)}`);
         attempts.get(target.id)?.push(result);
       }
