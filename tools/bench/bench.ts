@@ -80,7 +80,7 @@ async function runInNamespaces(
     const results = options.matrices.includes('mirrored')
       ? await runMatrix({
         matrix: 'mirrored', jobs: common.jobs, targets, timing: { runtimeSec: options.runtimeSec, rampSec: options.rampSec }, repeat: options.repeat,
-        sizeBytes: DEVICE_SIZE_BYTES, workDir: common.workDir, cleanup: common.cleanup, namespaces, log,
+        sizeBytes: DEVICE_SIZE_BYTES, workDir: common.workDir, cleanup: common.cleanup, namespaces, keepStores: options.keepWorkDir, log,
       })
       : [];
     const resync = options.resync
@@ -118,7 +118,7 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], work
   let iperf: BenchReport['iperf'];
   let resync: ResyncReport | undefined;
   if (options.matrices.includes('single')) {
-    results.push(...(await runMatrix({ matrix: 'single', jobs, targets: available.get('single') ?? [], timing, repeat: options.repeat, sizeBytes: DEVICE_SIZE_BYTES, workDir, cleanup, log })));
+    results.push(...(await runMatrix({ matrix: 'single', jobs, targets: available.get('single') ?? [], timing, repeat: options.repeat, sizeBytes: DEVICE_SIZE_BYTES, workDir, cleanup, keepStores: options.keepWorkDir, log })));
   }
   if (options.matrices.includes('mirrored') || options.resync) {
     const pairSummary = summaries.find((summary) => summary.id === blockmirrorPairTarget.id);

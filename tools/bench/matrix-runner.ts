@@ -25,6 +25,8 @@ export interface MatrixRun {
   workDir: string;
   cleanup: CleanupRegistry;
   namespaces?: NamespacePair;
+  /** Keep each case's store files (--keep); otherwise they are deleted once the case is measured and checked. */
+  keepStores?: boolean;
   log: (line: string) => void;
 }
 
@@ -83,6 +85,7 @@ export async function runMatrix(run: MatrixRun): Promise<CaseResult[]> {
         const label = `[${run.matrix}] ${job.id} on ${target.id}${run.repeat > 1 ? ` (run ${repetition}/${run.repeat})` : ''}`;
         run.log(`${label} ...`);
         const result = await runCase(run, job, target, repetition);
+        if (!run.keepStores) removeStoreFiles(path.join(run.workDir, run.matrix));
         run.log(`${label}: ${summarize(result)}`);
         attempts.get(target.id)?.push(result);
       }
@@ -90,6 +93,15 @@ export async function runMatrix(run: MatrixRun): Promise<CaseResult[]> {
     for (const target of run.targets) results.push(combineRepetitions(job, attempts.get(target.id) ?? []));
   }
   return results;
+}
+
+// Deletes the (up to device-sized) store files of finished cases: with repetitions they would fill the disk.
+function removeStoreFiles(matrixDir: string): void {
+  for (const caseName of fs.readdirSync(matrixDir)) {
+    const caseDir = path.join(matrixDir, caseName);
+    if (!fs.statSync(caseDir).isDirectory()) continue;
+    for (const file of fs.readdirSync(caseDir)) if (file.endsWith('.img')) fs.rmSync(path.join(caseDir, file), { force: true });
+  }
 }
 
 // Reports the repetition with the median headline figure; any failed repetition fails the case.
