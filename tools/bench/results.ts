@@ -73,6 +73,8 @@ export interface DirtyResyncFigures {
   regionsZero: number;
   /** status resync.bytesPerSecond as the primary reports it after the resync. */
   statusBytesPerSecond: number;
+  /** fio alone writing the same pattern into a fresh sparse file (the secondary's disk work), or null if it failed. */
+  secondaryDiskBytesPerSec: number | null;
 }
 
 /** A new, empty secondary against a sparse primary: the full sync must send the allocated data, not the volume. */

@@ -16,8 +16,9 @@ import { TargetContext } from './target-types';
 import { sleepMs, waitForNbdExport } from './wait-ready';
 import {
   APPLICATION_JOB_ID, APPLICATION_RUNTIME_SEC_MAX, DIRTY_WRITE_BYTES, dirtyShareAsExpected, engineSeconds, REGION_BYTES,
-  RESYNC_KEEPALIVE_TIMEOUT_MS, resyncRateFor, scatteredWriteArgs, SPARSE_WRITE_BYTES,
+  RESYNC_KEEPALIVE_TIMEOUT_MS, resyncRateFor, scatteredWriteArgs, secondaryDiskArgs, SPARSE_WRITE_BYTES,
 } from './resync-workloads';
+import { createSparseFile } from './sparse-file';
 
 /** Status polling interval while timing: small next to any resync worth measuring. */
 const STATUS_POLL_INTERVAL_MS = 10;
@@ -159,6 +160,7 @@ async function measureDirtyResync(run: ResyncRun): Promise<ScenarioOutcome<Dirty
     const done = await waitForStatus(pair, resyncFinishedSince(linkUpWallMs), RESYNC_DONE_TIMEOUT_MS, 'resync finished and peer in sync');
     const resync = done.status.resync ?? {};
     await stopAndCompare(pair, notes);
+    const secondaryDiskBytesPerSec = await measureSecondaryDisk(run, pair.context.caseDir, notes);
     return {
       volumeBytes: run.volumeBytes,
       writtenBytes: DIRTY_WRITE_BYTES,
@@ -170,8 +172,25 @@ async function measureDirtyResync(run: ResyncRun): Promise<ScenarioOutcome<Dirty
       bytesSent: resync.bytesSent ?? 0,
       regionsZero: resync.regionsZero ?? 0,
       statusBytesPerSecond: resync.bytesPerSecond ?? 0,
+      secondaryDiskBytesPerSec,
     };
   });
+}
+
+// The resync's disk work without the resync: fio writes the same scattered 64 KiB blocks into a fresh sparse file
+// beside the stores, one pwrite at a time. A figure for the report, not a condition of the scenario.
+async function measureSecondaryDisk(run: ResyncRun, caseDir: string, notes: string[]): Promise<number | null> {
+  const filePath = path.join(caseDir, 'disk-ceiling.img');
+  createSparseFile(filePath, run.volumeBytes);
+  try {
+    const metrics = await runFio(secondaryDiskArgs('disk-ceiling', filePath, run.volumeBytes, DIRTY_WRITE_BYTES), 'write', caseDir, 'disk-ceiling', FIO_WRITE_TIMEOUT_MS);
+    return metrics.bandwidthBytesPerSec;
+  } catch (error) {
+    notes.push(`fio alone on the secondary's disk failed: ${(error as Error).message}`);
+    return null;
+  } finally {
+    fs.rmSync(filePath, { force: true });
+  }
 }
 
 // Scenario 2: ~64 MiB written on a 1 GiB primary, then the secondary replaced by an empty one: a full sync.

@@ -34,6 +34,14 @@ export function scatteredWriteArgs(name: string, uri: string, volumeBytes: numbe
   return [...baseArgs(name, uri, volumeBytes), '--rw=randwrite', `--bs=${REGION_BYTES}`, `--io_size=${ioBytes}`, '--iodepth=16', '--refill_buffers'];
 }
 
+// The secondary's share of a resync replayed by fio alone: the same 64 KiB random writes, one synchronous pwrite at a
+// time (as the secondary applies page-cache writes on its one thread), into a fresh sparse file. No network, no
+// checksums: what the backing store accepts, the ceiling for any resync that lands on it.
+export function secondaryDiskArgs(name: string, filePath: string, volumeBytes: number, ioBytes: number): string[] {
+  return [`--name=${name}`, '--ioengine=psync', `--filename=${filePath}`, '--numjobs=1', `--size=${volumeBytes}`, '--output-format=json',
+    '--rw=randwrite', `--bs=${REGION_BYTES}`, `--io_size=${ioBytes}`, '--refill_buffers'];
+}
+
 // True when the out-of-sync bytes seen while degraded are the dirty share asked for (so the scenario measures what it says).
 export function dirtyShareAsExpected(outOfSyncBytes: number, volumeBytes: number): boolean {
   return Math.abs(outOfSyncBytes / volumeBytes - DIRTY_FRACTION) <= DIRTY_FRACTION_TOLERANCE;

@@ -8,7 +8,7 @@ import { receivedBitsPerSecond } from '../iperf';
 import { combineRepetitions } from '../matrix-runner';
 import { renderMarkdown } from '../report-markdown';
 import { BenchReport, CaseResult, ResyncReport } from '../results';
-import { dirtyShareAsExpected, engineSeconds, resyncRateFor, scatteredWriteArgs } from '../resync-workloads';
+import { dirtyShareAsExpected, engineSeconds, resyncRateFor, scatteredWriteArgs, secondaryDiskArgs } from '../resync-workloads';
 import { quoteForShell } from '../run-command';
 
 // A fio JSON document shaped like fio 3.33's output, with the nbd engine's log line in front.
@@ -187,6 +187,7 @@ function resyncReport(overrides: Partial<ResyncReport> = {}): ResyncReport {
       figures: {
         volumeBytes: 1024 * mib, writtenBytes: 102 * mib, outOfSyncBytesWhileDown: 102 * mib, peerStateWhileDown: 'degraded',
         linkUpToInSyncSec: 1, resyncEngineSec: 0.5, bytesDone: 102 * mib, bytesSent: 102 * mib, regionsZero: 0, statusBytesPerSecond: 204 * mib,
+        secondaryDiskBytesPerSec: 408 * mib,
       },
     },
     fullSync: {
@@ -215,6 +216,7 @@ describe('bench: resync section', () => {
     assert.deepEqual(goals.map((goal) => goal.status), ['met', 'met', 'not met']);
     // 102 MiB in the resync's own 0.5 s, not over the 1 s from link-up (which adds the reconnect).
     assert.match(goals[0]?.detail ?? '', /204\.0 MiB\/s vs 100 MiB\/s = 2\.040×/);
+    assert.match(goals[0]?.detail ?? '', /disk alone \(fio, same writes\) takes 408 MiB\/s = 4\.08× iperf3, and the resync reached 0\.50× of that/);
     assert.match(goals[1]?.detail ?? '', /1\.000× \(need ≤ 1\.1×\); 6\.3% of the 1 GiB volume/);
     assert.match(goals[2]?.detail ?? '', /4000 vs 10000 IOPS = 0\.400×/);
   });
@@ -234,6 +236,8 @@ describe('bench: resync section', () => {
   it('builds the dirty write and the resync rate from the named constants', () => {
     const args = scatteredWriteArgs('dirty', 'nbd+unix:///?socket=s', 1024 ** 3, 102 * 1024 ** 2);
     assert.ok(args.includes('--rw=randwrite') && args.includes('--bs=65536') && args.includes('--refill_buffers') && args.includes(`--io_size=${102 * 1024 ** 2}`));
+    const disk = secondaryDiskArgs('disk', '/tmp/f.img', 1024 ** 3, 102 * 1024 ** 2);
+    assert.ok(disk.includes('--ioengine=psync') && disk.includes('--filename=/tmp/f.img') && disk.includes('--bs=65536') && disk.includes(`--io_size=${102 * 1024 ** 2}`));
     assert.equal(dirtyShareAsExpected(102 * 1024 ** 2, 1024 ** 3), true);
     assert.equal(dirtyShareAsExpected(200 * 1024 ** 2, 1024 ** 3), false);
     assert.equal(resyncRateFor(1024 ** 3, 10) % 1024 ** 2, 0);
