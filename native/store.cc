@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -440,9 +441,23 @@ Napi::Value OpenStore(const Napi::CallbackInfo& info) {
   bool readOnly = options.Get("readOnly").ToBoolean().Value();
   bool create = options.Get("create").ToBoolean().Value();
   int flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct ? O_DIRECT : 0) | (create ? O_CREAT : 0);
+  // A writable block device is opened O_EXCL: the kernel refuses it while it is mounted or held
+  // by another exclusive opener (a filesystem, md, another blockmirror).
+  struct stat before;
+  if (!readOnly && stat(path.c_str(), &before) == 0 && S_ISBLK(before.st_mode)) flags |= O_EXCL;
   int fd = open(path.c_str(), flags, 0600);
   if (fd < 0) {
-    ThrowErrno(env, errno, "open", path);
+    int errnum = errno;
+    ThrowErrno(env, errnum, "open", errnum == EBUSY ? path + " (the block device is in use: mounted or held by another process)" : path);
+    return env.Undefined();
+  }
+  // One writer per store: an advisory lock that another blockmirror process on the same file
+  // (or device) finds taken; the kernel drops it when this process exits, however it exits.
+  if (flock(fd, (readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+    int errnum = errno;
+    close(fd);
+    ThrowErrno(env, errnum == EWOULDBLOCK ? EBUSY : errnum, "flock",
+               path + (errnum == EWOULDBLOCK ? " (the store is in use by another blockmirror process)" : ""));
     return env.Undefined();
   }
   struct stat st;

@@ -83,4 +83,31 @@ describe('serve: lifecycle and configuration', function () {
     assert.equal((await node.status())['role'], 'standalone', 'first node still answers');
     await node.stop();
   });
+
+  it('two nodes never open one store: the second is refused before it touches the store or its metadata', async function () {
+    const store = path.join(dir, 'shared.img');
+    const firstControl = path.join(dir, 'first.ctl');
+    const first = new NodeProcess(['secondary', '--store', store, '--size', '16M', '--listen', '127.0.0.1:0', '--control', firstControl], firstControl);
+    await first.ready();
+    const metaBefore = fs.readFileSync(`${store}.meta`);
+    for (const args of [
+      ['serve', '--store', store, '--nbd-socket', path.join(dir, 'second.sock')],
+      ['secondary', '--store', store, '--listen', '127.0.0.1:0'],
+      ['primary', '--store', store, '--peer', '127.0.0.1:9', '--nbd-socket', path.join(dir, 'third.sock')],
+    ]) {
+      const secondControl = path.join(dir, `${args[0]}.ctl`);
+      const second = await run(process.execPath, [CLI, ...args, '--control', secondControl], { timeoutMs: 20_000 });
+      assert.equal(second.code, 1, `${args[0]}: ${second.stderr}`);
+      assert.match(second.stderr, /shared\.img \(the store is in use by another blockmirror process\)/);
+      assert.equal(fs.existsSync(secondControl), false, 'the refused node left no control socket');
+    }
+    assert.deepEqual(fs.readFileSync(`${store}.meta`), metaBefore, 'the running node\'s metadata is untouched');
+    assert.equal((await first.status())['role'], 'secondary', 'the first node still answers');
+    assert.equal((await first.stop()).code, 0);
+    // Its lock goes with it: the store opens again.
+    const nextControl = path.join(dir, 'next.ctl');
+    const next = new NodeProcess(['serve', '--store', store, '--nbd-socket', path.join(dir, 'next.sock'), '--control', nextControl], nextControl);
+    await next.ready();
+    assert.equal((await next.stop()).code, 0);
+  });
 });
