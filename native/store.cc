@@ -453,7 +453,8 @@ Napi::Value OpenStore(const Napi::CallbackInfo& info) {
   }
   // One writer per store: an advisory lock that another blockmirror process on the same file
   // (or device) finds taken; the kernel drops it when this process exits, however it exits.
-  if (flock(fd, (readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+  // A read-only open cannot corrupt anything and takes no lock.
+  if (!readOnly && flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int errnum = errno;
     close(fd);
     ThrowErrno(env, errnum == EWOULDBLOCK ? EBUSY : errnum, "flock",
