@@ -62,7 +62,17 @@ describe('mirror: pair on loopback', function () {
       client.sendRequest(1, BigInt(i), BigInt(i * 4096), 4096, crypto.randomBytes(4096));
       assert.equal((await client.readSimpleReply()).error, 0);
     }
-    let s = (await pair.secondary.status()) as Record<string, any>;
+    // The last write's completion rides on the next message or leaves alone after a short idle: wait
+    // for it, so that each phase counts its own completions and not the other's.
+    const confirmedThrough = async (seq: number): Promise<Record<string, any>> => {
+      for (let i = 0; i < 200; i++) {
+        const status = (await pair.secondary.status()) as Record<string, any>;
+        if (status.mirror.confirmedThroughSeq >= seq) return status;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.fail(`no WRITE_COMPLETE through write ${seq}`);
+    };
+    let s = await confirmedThrough(start.confirmedThroughSeq + writes);
     assert.equal(s.mirror.writesInline, writes);
     assert.equal(s.mirror.payloadsReceived, writes);
     // One head, one data message and at most one (cumulative) completion per write; the connect sequence is excluded.
@@ -73,7 +83,7 @@ describe('mirror: pair on loopback', function () {
       assert.equal((await client.readSimpleReply()).error, 0);
     }
     const before = s.mirror;
-    s = (await pair.secondary.status()) as Record<string, any>;
+    s = await confirmedThrough(start.confirmedThroughSeq + 2 * writes);
     assert.equal(s.mirror.writesLarge, writes);
     const largeMessages = s.mirror.messagesReceived - before.messagesReceived + (s.mirror.payloadsReceived - before.payloadsReceived);
     assert.ok(largeMessages <= 4 * writes && largeMessages >= 3 * writes, `large: ${largeMessages} messages for ${writes} writes`);
