@@ -1,11 +1,12 @@
 /**
  * The resync engine sends dirty regions the primary's store holds as holes as one WRITE_ZEROES per
  * run, reading nothing; a run that gained data before the write gate held it back (an application
- * write got there first) is sent region by region, the normal way. A fake store says where the
- * data is; a fake transport records what would go to the peer and acknowledges it.
+ * write got there first) is sent region by region, the normal way. Adjacent dirty regions with
+ * data go as one write of up to DATA_RUN_BYTES_MAX. A fake store says where the data is; a fake
+ * transport records what would go to the peer and acknowledges it.
  */
 import * as assert from 'node:assert/strict';
-import { ResyncEngine, type ResyncTransport } from '../../src/mirror/resync';
+import { DATA_RUN_BYTES_MAX, ResyncEngine, type ResyncTransport } from '../../src/mirror/resync';
 import { DirtyRegions } from '../../src/mirror/dirty-regions';
 import { RangeGate } from '../../src/range-gate';
 import type { LocalStore } from '../../src/store/local-store';
@@ -15,12 +16,12 @@ const REGION = 64 * 1024;
 const REGIONS = 16;
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
-/** A page-cache store of REGIONS regions whose only data is in the regions listed. */
-function fakeStore(dataRegions: Set<number>): { store: LocalStore; reads: number[]; seeks: { count: number } } {
+/** A page-cache store of `regions` regions whose only data is in the regions listed: region r holds bytes r + 1. */
+function fakeStore(dataRegions: Set<number>, regions = REGIONS): { store: LocalStore; reads: number[]; seeks: { count: number } } {
   const reads: number[] = [];
   const seeks = { count: 0 };
   const store = {
-    sizeBytes: REGIONS * REGION,
+    sizeBytes: regions * REGION,
     runsSynchronously: () => true,
     nextDataOffset(offsetBytes: number, endBytes: number): number {
       seeks.count += 1;
@@ -30,20 +31,28 @@ function fakeStore(dataRegions: Set<number>): { store: LocalStore; reads: number
       return endBytes;
     },
     readSync(buf: Buffer, offsetBytes: number): number {
-      const region = offsetBytes / REGION;
-      reads.push(region);
-      buf.fill(dataRegions.has(region) ? region + 1 : 0);
+      for (let at = 0; at < buf.length; at += REGION) {
+        const region = (offsetBytes + at) / REGION;
+        reads.push(region);
+        buf.fill(dataRegions.has(region) ? region + 1 : 0, at, at + REGION);
+      }
       return 0;
     },
   };
   return { store: store as unknown as LocalStore, reads, seeks };
 }
 
-function recordingTransport(): { transport: ResyncTransport; sent: string[] } {
+function recordingTransport(): { transport: ResyncTransport; sent: string[]; contentOk: { value: boolean } } {
   const sent: string[] = [];
+  const contentOk = { value: true };
   const transport: ResyncTransport = {
     sendData: (offsetBytes, data, done) => {
       sent.push(`data ${offsetBytes / REGION}+${data.length / REGION}`);
+      // Every region of a run carries its own bytes, in place.
+      for (let at = 0; at < data.length; at += REGION) {
+        const region = (offsetBytes + at) / REGION;
+        if (!data.subarray(at, at + REGION).every((b) => b === region + 1)) contentOk.value = false;
+      }
       setImmediate(() => done(true));
     },
     sendZeroes: (offsetBytes, lengthBytes, done) => {
@@ -53,11 +62,11 @@ function recordingTransport(): { transport: ResyncTransport; sent: string[] } {
     peerHash: (_offset, _length, done) => setImmediate(() => done(undefined)),
     isOpen: () => true,
   };
-  return { transport, sent };
+  return { transport, sent, contentOk };
 }
 
-function engineFor(store: LocalStore, dirty: DirtyRegions): ResyncEngine {
-  return new ResyncEngine(store, new RangeGate(), dirty, { windowRegions: 4, rateBytesPerSecond: 0, checksum: false, persistIntervalMs: 1000 }, async () => undefined, quiet);
+function engineFor(store: LocalStore, dirty: DirtyRegions, checksum = false): ResyncEngine {
+  return new ResyncEngine(store, new RangeGate(), dirty, { windowRegions: 4, rateBytesPerSecond: 0, checksum, persistIntervalMs: 1000 }, async () => undefined, quiet);
 }
 
 describe('resync: hole runs', () => {
@@ -95,5 +104,46 @@ describe('resync: hole runs', () => {
     assert.deepEqual(sent, ['zeroes 0+1', 'zeroes 1+1', 'data 2+1', 'zeroes 3+1']);
     assert.deepEqual(reads, [0, 1, 2, 3], 'the fallback reads every region of the run');
     assert.equal(dirty.count, 0);
+  });
+});
+
+describe('resync: data runs', () => {
+  const all = (n: number): Set<number> => new Set(Array.from({ length: n }, (_, i) => i));
+
+  it('sends adjacent dirty regions with data as one write of at most DATA_RUN_BYTES_MAX, split at clean regions and holes', async () => {
+    assert.equal(DATA_RUN_BYTES_MAX, 2 * REGION, 'this test is written for runs of two 64 KiB regions');
+    const regions = 11;
+    const data = all(regions);
+    data.delete(7); // a hole inside dirty data: its own WRITE_ZEROES, the data around it in runs
+    const { store } = fakeStore(data, regions);
+    const dirty = new DirtyRegions(regions * REGION, REGION);
+    dirty.markAll();
+    dirty.clear(4); // clean: ends the run before it
+    const { transport, sent, contentOk } = recordingTransport();
+    const engine = engineFor(store, dirty);
+    assert.equal(await engine.run(transport), true);
+    assert.deepEqual(sent, ['data 0+2', 'data 2+2', 'data 5+2', 'zeroes 7+1', 'data 8+2', 'data 10+1']);
+    assert.ok(contentOk.value, 'each region of a run carries its own bytes');
+    assert.equal(dirty.count, 0);
+    const progress = engine.status();
+    assert.equal(progress.bytesDone, (regions - 1) * REGION);
+    assert.equal(progress.bytesSent, (regions - 2) * REGION);
+  });
+
+  it('leaves a run dirty when its send fails, and sends region by region in checksum mode', async () => {
+    const { store } = fakeStore(all(REGIONS));
+    const dirty = new DirtyRegions(REGIONS * REGION, REGION);
+    dirty.markAll();
+    const { transport } = recordingTransport();
+    const lengths: number[] = [];
+    const failing: ResyncTransport = { ...transport, sendData: (_o, d, done) => { lengths.push(d.length); setImmediate(() => done(false)); } };
+    assert.equal(await engineFor(store, dirty).run(failing), false);
+    assert.ok(lengths.length >= 1 && lengths.every((n) => n === DATA_RUN_BYTES_MAX), `runs sent: ${lengths.join(', ')}`);
+    assert.equal(dirty.count, REGIONS, 'nothing cleared: every failed run stays out of sync');
+
+    const hashed = recordingTransport();
+    assert.equal(await engineFor(store, dirty, true).run(hashed.transport), true);
+    assert.equal(hashed.sent.length, REGIONS, 'checksum mode: one hash and one send per region');
+    assert.ok(hashed.sent.every((line) => /^data \d+\+1$/.test(line)));
   });
 });
