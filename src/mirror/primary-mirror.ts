@@ -388,7 +388,10 @@ export class PrimaryMirror implements Replicator {
   }
 
   /** One data write: inline if small and sector-aligned, else notify + meta; the payload follows either way. */
-  private sendWrite(link: PeerLink, offsetBytes: number, data: Buffer, flags: number, done: ((e: number) => void) | undefined, resyncDone: ((ok: boolean) => void) | undefined): void {
+  private sendWrite(
+    link: PeerLink, offsetBytes: number, data: Buffer, flags: number, done: ((e: number) => void) | undefined,
+    resyncDone: ((ok: boolean) => void) | undefined, resyncWritten?: () => void,
+  ): void {
     const lengthBytes = data.length;
     this.sendCompleteIfDue(link);
     const tag = this.takeTag();
@@ -397,7 +400,7 @@ export class PrimaryMirror implements Replicator {
     const early = resyncDone === undefined && this.options.mode === 'async' && done !== undefined;
     const settle = early ? undefined : done;
     if (early) this.lagBytes += lengthBytes;
-    const onWritten = early ? (): void => this.admitAsync(lengthBytes, done!) : undefined;
+    const onWritten = early ? (): void => this.admitAsync(lengthBytes, done!) : resyncWritten;
     this.pending.set(tag, { seq, offsetBytes, lengthBytes, payloadBytes: lengthBytes, sentAtMs: Date.now(), settle, resyncDone });
     const aligned = offsetBytes % SECTOR_BYTES === 0 && lengthBytes % SECTOR_BYTES === 0;
     if (aligned && lengthBytes > 0 && lengthBytes <= this.options.inlineThresholdBytes) {
@@ -657,7 +660,14 @@ export class PrimaryMirror implements Replicator {
     if (this.resync.active) return false;
     this.counters.resyncs += 1;
     const transport: ResyncTransport = {
-      sendData: (offsetBytes, data, done) => (link.isOpen ? this.sendWrite(link, offsetBytes, data, WriteFlag.Resync, undefined, done) : done(false)),
+      sendData: (offsetBytes, data, written, done) => {
+        if (!link.isOpen) {
+          written();
+          done(false);
+          return;
+        }
+        this.sendWrite(link, offsetBytes, data, WriteFlag.Resync, undefined, done, written);
+      },
       sendZeroes: (offsetBytes, lengthBytes, done) => (link.isOpen ? this.sendExtentMessage(link, false, offsetBytes, lengthBytes, WriteFlag.Resync, undefined, done) : done(false)),
       peerHash: (offsetBytes, lengthBytes, done) => this.requestPeerHash(link, offsetBytes, lengthBytes, done),
       isOpen: () => link.isOpen && this.link === link,

@@ -147,6 +147,7 @@ export class PeerLink {
     clearInterval(this.keepaliveTimer);
     if (this.corked) this.uncork(); // a last message (a refusal, its reason) must leave before the close
     this.socket.destroy();
+    this.receiver.slabs.close();
     this.handlers.onClose(reason);
   }
 

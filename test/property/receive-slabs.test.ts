@@ -3,13 +3,15 @@
  * that a later read overwrites. Property: for any stream of writes (inline and large, some larger
  * than a slab) cut into any pattern of socket reads, and payloads released in any order, every
  * payload still holds its own bytes when it is released, frames never span two slabs (no copied
- * payload beyond the prefixes moved at a slab change), and slabs are reused.
+ * payload beyond the prefixes moved at a slab change), and slabs are reused. Slabs outlive their
+ * connection in a process-wide reserve: payloads held past a close keep their bytes while later
+ * connections read into reserved memory, and no memory is ever handed to two connections.
  * Rerun a failure with FC_SEED=<seed>.
  */
 import * as assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { FrameReader, SECTOR_BYTES, encodePing, encodeWriteInline, encodeWriteMeta, encodeWriteNotify, payloadCrc32c } from '../../src/wire';
-import { RECEIVE_SLAB_BYTES, ReceiveSlabs } from '../../src/peer/receive-slabs';
+import { RECEIVE_SLAB_BYTES, ReceiveSlabs, reserveReceiveSlabs, reservedReceiveSlabs } from '../../src/peer/receive-slabs';
 
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() % 2 ** 31;
 
@@ -126,5 +128,65 @@ describe('receive slabs (property)', () => {
     assert.ok(slabs.stats.slabsAllocated <= 2, `a stream released as it goes needs two slabs, not ${slabs.stats.slabsAllocated}`);
     // Each slab change moves at most the part of one payload that had arrived: far below the total.
     assert.ok(reader.copiedPayloadBytes < 0.1 * stream.length, `copied ${reader.copiedPayloadBytes} of ${stream.length}`);
+  });
+
+  it('payloads held past their connection keep their bytes while later connections reuse the reserve', () => {
+    reserveReceiveSlabs(2);
+    assert.equal(reservedReceiveSlabs(), 2);
+    const connectionArb = fc.record({
+      ops: fc.array(opArb, { minLength: 1, maxLength: 30 }),
+      readSize: fc.integer({ min: 1, max: 2 * 1024 * 1024 }),
+      keep: fc.integer({ min: 0, max: 5 }),
+    });
+    const property = fc.property(fc.array(connectionArb, { minLength: 2, maxLength: 4 }), (connections) => {
+      const heldPastClose: { slabs: ReceiveSlabs; payload: Buffer; expected: Buffer }[] = [];
+      for (const connection of connections) {
+        const { stream, payloads } = encodeStream(connection.ops);
+        const reader = new FrameReader();
+        const slabs = new ReceiveSlabs(reader);
+        let delivered = 0;
+        for (let position = 0; position < stream.length;) {
+          const target = slabs.readTarget();
+          const n = Math.min(connection.readSize, target.length, stream.length - position);
+          stream.copy(target, 0, position, position + n);
+          position += n;
+          reader.push(slabs.received(n));
+          for (let frame = reader.next(); frame !== null; frame = reader.next()) {
+            if (frame.kind !== 'payload') continue;
+            const index = delivered++;
+            slabs.hold(frame.payload);
+            // The last `keep` payloads stay held after the close, as a write still running on the secondary would.
+            if (index >= payloads.length - connection.keep) heldPastClose.push({ slabs, payload: frame.payload, expected: payloads[index]! });
+            else slabs.release(frame.payload);
+          }
+        }
+        slabs.close();
+        // Every payload held from an earlier connection is still intact after this one read into the reserve.
+        for (const held of heldPastClose) assert.ok(held.payload.equals(held.expected), 'a payload held past its close was overwritten');
+        const oldest = heldPastClose.shift();
+        if (oldest !== undefined) oldest.slabs.release(oldest.payload);
+      }
+      for (const held of heldPastClose.splice(0)) {
+        assert.ok(held.payload.equals(held.expected));
+        held.slabs.release(held.payload);
+      }
+      // Two connections at once never share reserved memory.
+      const a = new ReceiveSlabs(new FrameReader());
+      const b = new ReceiveSlabs(new FrameReader());
+      const ta = a.readTarget();
+      const tb = b.readTarget();
+      ta.fill(0xaa);
+      tb.fill(0xbb);
+      assert.ok(ta.equals(Buffer.alloc(ta.length, 0xaa)) && tb.equals(Buffer.alloc(tb.length, 0xbb)), 'two connections were given the same memory');
+      a.close();
+      b.close();
+      assert.ok(reservedReceiveSlabs() * RECEIVE_SLAB_BYTES <= 64 * 1024 * 1024, 'the reserve stays bounded');
+    });
+    try {
+      fc.assert(property, { seed: SEED, numRuns: 25 });
+    } catch (error) {
+      console.error(`fast-check failed with seed ${SEED}: rerun with FC_SEED=${SEED}`);
+      throw error;
+    }
   });
 });

@@ -6,7 +6,7 @@
  * transport records what would go to the peer and acknowledges it.
  */
 import * as assert from 'node:assert/strict';
-import { DATA_RUN_BYTES_MAX, ResyncEngine, type ResyncTransport } from '../../src/mirror/resync';
+import { DATA_RUN_BYTES_MAX, READ_BUFFERS, ResyncEngine, type ResyncTransport } from '../../src/mirror/resync';
 import { DirtyRegions } from '../../src/mirror/dirty-regions';
 import { RangeGate } from '../../src/range-gate';
 import type { LocalStore } from '../../src/store/local-store';
@@ -46,13 +46,14 @@ function recordingTransport(): { transport: ResyncTransport; sent: string[]; con
   const sent: string[] = [];
   const contentOk = { value: true };
   const transport: ResyncTransport = {
-    sendData: (offsetBytes, data, done) => {
+    sendData: (offsetBytes, data, written, done) => {
       sent.push(`data ${offsetBytes / REGION}+${data.length / REGION}`);
       // Every region of a run carries its own bytes, in place.
       for (let at = 0; at < data.length; at += REGION) {
         const region = (offsetBytes + at) / REGION;
         if (!data.subarray(at, at + REGION).every((b) => b === region + 1)) contentOk.value = false;
       }
+      written();
       setImmediate(() => done(true));
     },
     sendZeroes: (offsetBytes, lengthBytes, done) => {
@@ -136,7 +137,7 @@ describe('resync: data runs', () => {
     dirty.markAll();
     const { transport } = recordingTransport();
     const lengths: number[] = [];
-    const failing: ResyncTransport = { ...transport, sendData: (_o, d, done) => { lengths.push(d.length); setImmediate(() => done(false)); } };
+    const failing: ResyncTransport = { ...transport, sendData: (_o, d, written, done) => { lengths.push(d.length); written(); setImmediate(() => done(false)); } };
     assert.equal(await engineFor(store, dirty).run(failing), false);
     assert.ok(lengths.length >= 1 && lengths.every((n) => n === DATA_RUN_BYTES_MAX), `runs sent: ${lengths.join(', ')}`);
     assert.equal(dirty.count, REGIONS, 'nothing cleared: every failed run stays out of sync');
@@ -145,5 +146,37 @@ describe('resync: data runs', () => {
     assert.equal(await engineFor(store, dirty, true).run(hashed.transport), true);
     assert.equal(hashed.sent.length, REGIONS, 'checksum mode: one hash and one send per region');
     assert.ok(hashed.sent.every((line) => /^data \d+\+1$/.test(line)));
+  });
+
+  it('reuses a few read buffers once the socket has taken their bytes, never one whose bytes are still unsent', async () => {
+    const regions = 64;
+    const data = new Set(Array.from({ length: regions }, (_, i) => i).filter((i) => i % 3 === 0)); // no adjacent data: one send per region
+    const { store } = fakeStore(data, regions);
+    const dirty = new DirtyRegions(regions * REGION, REGION);
+    for (const r of data) dirty.mark(r * REGION, REGION);
+    const memories = new Set<ArrayBufferLike>();
+    let intact = true;
+    let sent = 0;
+    const transport: ResyncTransport = {
+      sendData: (offsetBytes, bytes, written, done) => {
+        memories.add(bytes.buffer);
+        sent += 1;
+        // The "socket" takes the bytes a turn later, checking them then; the ACK comes much later.
+        setImmediate(() => {
+          if (!bytes.every((b) => b === offsetBytes / REGION + 1)) intact = false;
+          written();
+        });
+        setTimeout(() => done(true), 20);
+      },
+      sendZeroes: (_o, _l, done) => setImmediate(() => done(true)),
+      peerHash: (_o, _l, done) => setImmediate(() => done(undefined)),
+      isOpen: () => true,
+    };
+    const engine = new ResyncEngine(store, new RangeGate(), dirty, { windowRegions: 64, rateBytesPerSecond: 0, checksum: false, persistIntervalMs: 1000 }, async () => undefined, quiet);
+    assert.equal(await engine.run(transport), true);
+    assert.equal(sent, data.size);
+    assert.ok(intact, 'no buffer was reused before its bytes were taken');
+    assert.ok(memories.size <= READ_BUFFERS, `${memories.size} buffers for ${sent} regions in flight at once`);
+    assert.equal(dirty.count, 0);
   });
 });
