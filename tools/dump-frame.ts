@@ -64,7 +64,8 @@ function fieldText(m: WireMessage, key: string, value: unknown): string {
   if (key === 'bits' && value instanceof Uint8Array) return `bits=${bitsPreview(value)} (${countSetBits(value)} set)`;
   if (key === 'reason') return `reason=${helloReasonName(value as number)}(${value as number})`;
   if (key === 'role') return `role=${roleName(value as number)}(${value as number})`;
-  if (key === 'crc32c' || key === 'payloadCrc32c' || key === 'rangeDigest') return `${key}=${hex32(value as number)}`;
+  if (key === 'crc32c' || key === 'payloadCrc32c') return `${key}=${hex32(value as number)}`;
+  if (key === 'rangeDigest') return `rangeDigest=0x${(value as bigint).toString(16).padStart(14, '0')}`;
   if (key === 'epochLow8') return `epochLow8=0x${(value as number).toString(16).padStart(2, '0')}`;
   if (key === 'sectorAddress' && m.type === MessageType.WriteInline) {
     return `sectorAddress=${value as number} (byte ${(value as number) * SECTOR_BYTES})`;

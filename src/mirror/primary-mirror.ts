@@ -106,7 +106,7 @@ export class PrimaryMirror implements Replicator {
   splitBrain = false;
   private link: PeerLink | undefined;
   private pending = new Map<number, PendingOp>();
-  private hashWaiters = new Map<number, (crc: number | undefined) => void>();
+  private hashWaiters = new Map<number, (digest: bigint | undefined) => void>();
   private freeTags: number[] = [];
   private nextSeq = 1;
   private completeThroughSeq = 0;
@@ -373,7 +373,7 @@ export class PrimaryMirror implements Replicator {
     });
   }
 
-  private requestPeerHash(link: PeerLink, offsetBytes: number, lengthBytes: number, done: (crc: number | undefined) => void): void {
+  private requestPeerHash(link: PeerLink, offsetBytes: number, lengthBytes: number, done: (digest: bigint | undefined) => void): void {
     if (!link.isOpen) {
       done(undefined);
       return;

@@ -22,8 +22,8 @@ export interface ResyncTransport {
    */
   sendData(offsetBytes: number, data: Buffer, written: () => void, done: (ok: boolean) => void): void;
   sendZeroes(offsetBytes: number, lengthBytes: number, done: (ok: boolean) => void): void;
-  /** CRC32C of the peer's bytes in the range, or undefined if the peer could not read it. */
-  peerHash(offsetBytes: number, lengthBytes: number, done: (crc: number | undefined) => void): void;
+  /** regionDigest of the peer's bytes in the range, or undefined if the peer could not read it. */
+  peerHash(offsetBytes: number, lengthBytes: number, done: (digest: bigint | undefined) => void): void;
   isOpen(): boolean;
 }
 

@@ -300,7 +300,7 @@ export class SecondaryReplica {
         this.flushAfterEarlierOps(session, () => {
           const data = this.hashScratch(lengthBytes);
           const result = this.store.readSync(data, offsetBytes);
-          session.link.send(encodeHashReply(tag, result === 0 ? 0 : 1, result === 0 ? regionDigest(data) : 0));
+          session.link.send(encodeHashReply(tag, result === 0 ? 0 : 1, result === 0 ? regionDigest(data) : 0n));
         });
         return;
       }

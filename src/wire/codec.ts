@@ -20,6 +20,7 @@ import {
   ExtentOffset,
   HEAD_BYTES,
   HASH_LENGTH_BYTES_MAX,
+  RANGE_DIGEST_MAX,
   HEAD_CRC_COVERED_BYTES,
   HashReplyOffset,
   HELLO_BODY_BYTES,
@@ -166,8 +167,8 @@ export interface HashReplyMessage {
   type: typeof MessageType.HashReply;
   tag: number;
   status: number;
-  /** First 4 bytes of the SHA-256 of the range's bytes (0 unless status is OK); see regionDigest. */
-  rangeDigest: number;
+  /** First 7 bytes (56 bits) of the SHA-256 of the range's bytes (0 unless status is OK); see regionDigest. */
+  rangeDigest: bigint;
 }
 export interface ResyncDoneMessage {
   type: typeof MessageType.ResyncDone;
@@ -222,6 +223,9 @@ function u64Number(b: Uint8Array, o: number): number {
 }
 function u64Big(b: Uint8Array, o: number): bigint {
   return (BigInt(u32(b, o)) << 32n) | BigInt(u32(b, o + 4));
+}
+function u56Big(b: Uint8Array, o: number): bigint {
+  return (BigInt(u32(b, o)) << 24n) | BigInt((b[o + 4]! << 16) | (b[o + 5]! << 8) | b[o + 6]!);
 }
 function allZero(b: Uint8Array, from: number, to: number): boolean {
   for (let i = from; i < to; i++) if (b[i] !== 0) return false;
@@ -563,16 +567,16 @@ export function encodeHashRequest(tag: number, offsetBytes: number, lengthBytes:
 }
 
 /** HASH_REPLY (head only): the status and digest of the range a HASH_REQUEST with this tag asked for. */
-export function encodeHashReply(tag: number, status: number, rangeDigest: number, out?: Buffer, offset = 0): Buffer {
+export function encodeHashReply(tag: number, status: number, rangeDigest: bigint, out?: Buffer, offset = 0): Buffer {
   requireRange('tag', tag, 0, TAG_MAX);
   requireRange('status', status, 0, 0xff);
-  requireRange('rangeDigest', rangeDigest >>> 0, 0, 0xffffffff);
-  if (status !== 0 && rangeDigest !== 0) throw new RangeError('wire encode: HASH_REPLY range CRC must be 0 unless the status is OK');
+  if (rangeDigest < 0n || rangeDigest > RANGE_DIGEST_MAX) throw new RangeError(`wire encode: rangeDigest ${rangeDigest} is not a 56-bit value`);
+  if (status !== 0 && rangeDigest !== 0n) throw new RangeError('wire encode: HASH_REPLY range digest must be 0 unless the status is OK');
   const buf = allocate(out, offset, HEAD_BYTES);
   putHeadStart(buf, offset, MessageType.HashReply, 0, tag);
   buf[offset + HashReplyOffset.Status] = status;
-  zero(buf, offset + 5, offset + 8);
-  put32(buf, offset + HashReplyOffset.RangeDigest, rangeDigest >>> 0);
+  buf.writeUIntBE(Number(rangeDigest >> 24n), offset + HashReplyOffset.RangeDigest, 4);
+  buf.writeUIntBE(Number(rangeDigest & 0xffffffn), offset + HashReplyOffset.RangeDigest + 4, 3);
   put32(buf, offset + HeadOffset.Crc, headCrc(buf, offset, null));
   return buf;
 }
@@ -773,12 +777,10 @@ export function decodeMessage(head: Uint8Array, body: Uint8Array | null = null):
     case MessageType.HashRequest:
       return decodeExtent(type, tag, flags, head, body!);
     case MessageType.HashReply: {
-      const reserved = reservedProblem(head, 5, 8, type);
-      if (reserved) return fail(reserved);
       const status = head[HashReplyOffset.Status]!;
       if (!isKnownHashStatus(status)) return fail(`HASH_REPLY unknown status ${status}`);
-      const rangeDigest = u32(head, HashReplyOffset.RangeDigest);
-      if (status !== 0 && rangeDigest !== 0) return fail(`HASH_REPLY with status ${status} has a range CRC (reserved head bytes 8..11 must be 0)`);
+      const rangeDigest = u56Big(head, HashReplyOffset.RangeDigest);
+      if (status !== 0 && rangeDigest !== 0n) return fail(`HASH_REPLY with status ${status} has a range digest (head bytes 5..11 must be 0)`);
       return { ok: true, value: { type, tag, status, rangeDigest } };
     }
     case MessageType.ResyncDone:

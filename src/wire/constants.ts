@@ -52,6 +52,8 @@ export const REGION_BYTES_MAX = 64 * 1024 * 1024;
 export const BITMAP_TOTAL_REGIONS_MAX = 2 ** 32;
 /** Largest range one HASH_REQUEST may ask for. */
 export const HASH_LENGTH_BYTES_MAX = 64 * 1024 * 1024;
+/** HASH_REPLY's range digest is 56 bits: the first 7 bytes of the range's SHA-256. */
+export const RANGE_DIGEST_MAX = (1n << 56n) - 1n;
 
 /** Tags are 16 bits: at most this many tagged requests can be in flight on one connection. */
 export const TAG_COUNT = 65536;
@@ -199,7 +201,8 @@ export const BitmapOffset = {
 /** Byte offsets inside a HASH_REPLY head. */
 export const HashReplyOffset = {
   Status: 4,
-  RangeDigest: 8,
+  /** 7 bytes: 5..11. */
+  RangeDigest: 5,
 } as const;
 
 /** Byte offsets inside the HELLO / HELLO_REPLY body. */

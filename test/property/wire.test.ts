@@ -10,6 +10,7 @@ import {
   BitmapFlag,
   EXTENT_LENGTH_BYTES_MAX,
   HASH_LENGTH_BYTES_MAX,
+  RANGE_DIGEST_MAX,
   FrameReader,
   HEAD_BYTES,
   INLINE_SECTORS_MAX,
@@ -148,8 +149,8 @@ const hashRequest = fc.record({
 });
 
 const hashReply = fc.oneof(
-  fc.record({ tag, rangeDigest: fc.integer({ min: 0, max: 0xffffffff }) }).map((r) => ({ type: MessageType.HashReply, status: 0, ...r })),
-  fc.record({ tag, status: fc.integer({ min: 1, max: 2 }) }).map((r) => ({ type: MessageType.HashReply, rangeDigest: 0, ...r })),
+  fc.record({ tag, rangeDigest: fc.bigInt({ min: 0n, max: RANGE_DIGEST_MAX }) }).map((r) => ({ type: MessageType.HashReply, status: 0, ...r })),
+  fc.record({ tag, status: fc.integer({ min: 1, max: 2 }) }).map((r) => ({ type: MessageType.HashReply, rangeDigest: 0n, ...r })),
 );
 
 /** Every message type, each unit in the order it must travel. */

@@ -7,6 +7,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
+  RANGE_DIGEST_MAX,
   BITMAP_CHUNK_REGIONS_MAX,
   BODY_BYTES_MAX,
   BitmapAssembler,
@@ -33,6 +34,7 @@ import {
   type BitmapMessage,
   type WireMessage,
 } from '../../src/wire';
+import { regionDigest } from '../../src/mirror/region-digest';
 import { dumpFrames } from '../../tools/dump-frame';
 
 const REPO_ROOT = path.join(__dirname, '..', '..', '..');
@@ -150,7 +152,7 @@ describe('wire resync: hash and resync-done messages', () => {
   it('round-trips HASH_REQUEST, HASH_REPLY and RESYNC_DONE and throws for impossible arguments', () => {
     const cases: [Buffer, WireMessage][] = [
       [encodeHashRequest(3, 4096, HASH_LENGTH_BYTES_MAX, 9n), { type: MessageType.HashRequest, tag: 3, offsetBytes: 4096, lengthBytes: HASH_LENGTH_BYTES_MAX, epoch: 9n }],
-      [encodeHashReply(3, HashStatus.Ok, 0xfedcba98), { type: MessageType.HashReply, tag: 3, status: 0, rangeDigest: 0xfedcba98 }],
+      [encodeHashReply(3, HashStatus.Ok, 0xfedcba98765432n), { type: MessageType.HashReply, tag: 3, status: 0, rangeDigest: 0xfedcba98765432n }],
       [encodeResyncDone(4, 0xffffffffffffffffn), { type: MessageType.ResyncDone, tag: 4, generation: 0xffffffffffffffffn }],
     ];
     for (const [bytes, message] of cases) {
@@ -160,8 +162,17 @@ describe('wire resync: hash and resync-done messages', () => {
     }
     assert.throws(() => encodeHashRequest(1, 100, 512, 1n), /sector aligned/);
     assert.throws(() => encodeHashRequest(1, 0, HASH_LENGTH_BYTES_MAX + 512, 1n), RangeError);
-    assert.throws(() => encodeHashReply(1, HashStatus.IoError, 5), /must be 0/);
+    assert.throws(() => encodeHashReply(1, HashStatus.IoError, 5n), /must be 0/);
+    assert.throws(() => encodeHashReply(1, HashStatus.Ok, 1n << 56n), /56-bit/);
     assert.throws(() => encodeResyncDone(1, -1n), RangeError);
+  });
+
+  it('regionDigest is the first 56 bits of SHA-256, as the hash-reply-ok vector carries for 1 MiB of zeros', () => {
+    const ok = decodeMessage(Buffer.from(vectorHex('hash-reply-ok'), 'hex'), null);
+    assert.ok(ok.ok && ok.value.type === MessageType.HashReply);
+    assert.equal(regionDigest(new Uint8Array(1024 * 1024)), ok.value.rangeDigest);
+    assert.equal(regionDigest(new Uint8Array(1024 * 1024)), 0x30e14955ebf135n);
+    assert.ok(regionDigest(Buffer.from('a')) <= RANGE_DIGEST_MAX);
   });
 });
 
@@ -175,7 +186,7 @@ describe('wire resync: dump-frame', () => {
     assert.match(text, /HASH_REQUEST tag=259 offsetBytes=0 lengthBytes=67108864/);
     assert.match(text, /RESYNC_DONE tag=260 generation=0x1111111111111111/);
     const reply = dumpFrames(Buffer.from(vectorHex('hash-reply-io-error'), 'hex'), null);
-    assert.match(reply.lines[0]!, /HASH_REPLY tag=33 status=IO_ERROR\(1\) rangeDigest=0x00000000/);
+    assert.match(reply.lines[0]!, /HASH_REPLY tag=33 status=IO_ERROR\(1\) rangeDigest=0x00000000000000/);
     const bad = dumpFrames(Buffer.from(vectorHex('bitmap-single-chunk'), 'hex'), { volumeSizeBytes: 1024 * MiB, inlineThresholdBytes: 32768 });
     assert.equal(bad.ok, false);
     assert.match(bad.lines[bad.lines.length - 1]!, /INVALID @0: BITMAP totalRegions 17/);

@@ -6,6 +6,7 @@
  *
  * Usage: node dist/test/vectors/generate-wire-vectors.js > test/vectors/wire.json
  */
+import { createHash } from 'node:crypto';
 import { crc32cSoftware } from '../../src/wire/crc32c';
 
 type Fields = Record<string, string | number>;
@@ -123,8 +124,15 @@ function hashRequest(tag: number, offset: number, length: number, epoch: bigint,
   return extent(T.HASH_REQUEST, tag, flags, extentBody(offset, length, reservedCrc, epoch));
 }
 /** HASH_REPLY: byte 4 status, 5..7 reserved, 8..11 u32 CRC32C of the range. */
-function hashReply(tag: number, status: number, rangeCrc: number, reserved: number[] = [0, 0, 0]): number[] {
-  return head(V1 | T.HASH_REPLY, 0, tag, [status, ...reserved, ...be(rangeCrc, 4)]);
+function hashReply(tag: number, status: number, rangeDigest: bigint): number[] {
+  return head(V1 | T.HASH_REPLY, 0, tag, [status, ...be(rangeDigest, 7)]);
+}
+/** The first 7 bytes of a SHA-256, as the 56-bit number HASH_REPLY carries. */
+function digest56(data: Uint8Array): bigint {
+  return createHash('sha256').update(data).digest().readBigUInt64BE(0) >> 8n;
+}
+function hex56(v: bigint): string {
+  return `0x${v.toString(16).padStart(16, '0')}`;
 }
 function resyncDone(tag: number, generation: bigint): number[] {
   return head(V1 | T.RESYNC_DONE, 0, tag, be(generation, 8));
@@ -237,11 +245,11 @@ valid('bitmap-single-chunk', 'BITMAP, the whole bitmap in one LAST chunk: 17 reg
 valid('hash-request', 'HASH_REQUEST tag 0x20: CRC32C of the 1 MiB at 1 MiB after every earlier write', hashRequest(0x20, 1048576, 1048576, EPOCH),
   [{ type: 'HASH_REQUEST', tag: 0x20, offsetBytes: 1048576, lengthBytes: 1048576, epoch: id(EPOCH) }], oneGiB);
 {
-  const zerosCrc = crc32cSoftware(new Uint8Array(1048576));
-  valid('hash-reply-ok', 'HASH_REPLY tag 0x20, status OK: the range is 1 MiB of zeros (CRC32C 0x' + zerosCrc.toString(16) + ')', hashReply(0x20, 0, zerosCrc),
-    [{ type: 'HASH_REPLY', tag: 0x20, status: 0, rangeDigest: zerosCrc }]);
+  const zeros = digest56(new Uint8Array(1048576));
+  valid('hash-reply-ok', 'HASH_REPLY tag 0x20, status OK: the range is 1 MiB of zeros (the first 7 bytes of its SHA-256: ' + hex56(zeros) + ')', hashReply(0x20, 0, zeros),
+    [{ type: 'HASH_REPLY', tag: 0x20, status: 0, rangeDigest: hex56(zeros) }]);
 }
-valid('hash-reply-io-error', 'HASH_REPLY tag 0x21, status 1 IO_ERROR, range CRC 0', hashReply(0x21, 1, 0), [{ type: 'HASH_REPLY', tag: 0x21, status: 1, rangeDigest: 0 }]);
+valid('hash-reply-io-error', 'HASH_REPLY tag 0x21, status 1 IO_ERROR, range digest 0', hashReply(0x21, 1, 0n), [{ type: 'HASH_REPLY', tag: 0x21, status: 1, rangeDigest: hex56(0n) }]);
 valid('resync-done', 'RESYNC_DONE tag 0x30: the target now holds generation 0x1111111111111111', resyncDone(0x30, 0x1111111111111111n),
   [{ type: 'RESYNC_DONE', tag: 0x30, generation: id(0x1111111111111111n) }]);
 {
@@ -340,9 +348,8 @@ invalid('hash-request-unaligned', 'HASH_REQUEST at byte offset 100', hashRequest
 invalid('hash-request-too-long', 'HASH_REQUEST of 64 MiB + 512 bytes', hashRequest(0x20, 0, MiB64 + 512, EPOCH), 'HASH_LENGTH_BYTES_MAX');
 invalid('hash-request-flag', 'HASH_REQUEST with head flag 0x02 (RESYNC is a write flag only)', hashRequest(0x20, 0, 4096, EPOCH, 2), 'reserved flag bits set: 0x02');
 invalid('hash-request-reserved-body', 'HASH_REQUEST with the reserved body CRC field not zero', hashRequest(0x20, 0, 4096, EPOCH, 0, 0xdeadbeef), 'reserved body bytes 12..15');
-invalid('hash-reply-reserved-byte', 'HASH_REPLY with reserved byte 6 = 1', hashReply(0x20, 0, 0x1234, [0, 1, 0]), 'reserved head bytes 5..7');
-invalid('hash-reply-unknown-status', 'HASH_REPLY with status 9', hashReply(0x20, 9, 0), 'unknown status 9');
-invalid('hash-reply-error-with-crc', 'HASH_REPLY IO_ERROR carrying a range CRC', hashReply(0x20, 1, 0x1234), 'has a range CRC');
+invalid('hash-reply-unknown-status', 'HASH_REPLY with status 9', hashReply(0x20, 9, 0n), 'unknown status 9');
+invalid('hash-reply-error-with-digest', 'HASH_REPLY IO_ERROR carrying a range digest (byte 8 = 1)', hashReply(0x20, 1, 0x0001000000n), 'has a range digest');
 {
   const b = resyncDone(0x30, 0x1111111111111111n);
   b[11]! ^= 0x01;
