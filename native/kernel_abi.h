@@ -1,6 +1,7 @@
 // Wire and ioctl constants of the NBD transmission phase and the Linux nbd driver.
 // Values checked against the NBD protocol document (doc/proto.md of NetworkBlockDevice/nbd)
 // and include/uapi/linux/nbd.h; written out here so the build does not depend on kernel headers.
+// test/unit/kernel-abi.test.ts compares each one with its TypeScript twin and with linux/nbd.h.
 #pragma once
 
 #include <cstdint>
