@@ -88,7 +88,22 @@ describe('serve: lifecycle and configuration', function () {
     const store = path.join(dir, 'shared.img');
     const firstControl = path.join(dir, 'first.ctl');
     const first = new NodeProcess(['secondary', '--store', store, '--size', '16M', '--listen', '127.0.0.1:0', '--control', firstControl], firstControl);
-    await first.ready();
+    try {
+      await first.ready();
+      await refusedWhileRunning(first, store, firstControl);
+      assert.equal((await first.stop()).code, 0);
+    } finally {
+      await first.stop();
+    }
+    // Its lock goes with it: the store opens again.
+    const nextControl = path.join(dir, 'next.ctl');
+    const next = new NodeProcess(['serve', '--store', store, '--nbd-socket', path.join(dir, 'next.sock'), '--control', nextControl], nextControl);
+    await next.ready();
+    assert.equal((await next.stop()).code, 0);
+  });
+
+  /** Serve, secondary and primary on the store `first` holds are refused, leaving it and its metadata as they were. */
+  async function refusedWhileRunning(first: NodeProcess, store: string, firstControl: string): Promise<void> {
     const metaBefore = fs.readFileSync(`${store}.meta`);
     for (const args of [
       ['serve', '--store', store, '--nbd-socket', path.join(dir, 'second.sock')],
@@ -102,12 +117,6 @@ describe('serve: lifecycle and configuration', function () {
       assert.equal(fs.existsSync(secondControl), false, 'the refused node left no control socket');
     }
     assert.deepEqual(fs.readFileSync(`${store}.meta`), metaBefore, 'the running node\'s metadata is untouched');
-    assert.equal((await first.status())['role'], 'secondary', 'the first node still answers');
-    assert.equal((await first.stop()).code, 0);
-    // Its lock goes with it: the store opens again.
-    const nextControl = path.join(dir, 'next.ctl');
-    const next = new NodeProcess(['serve', '--store', store, '--nbd-socket', path.join(dir, 'next.sock'), '--control', nextControl], nextControl);
-    await next.ready();
-    assert.equal((await next.stop()).code, 0);
-  });
+    assert.equal((await first.status())['role'], 'secondary', `the first node (${firstControl}) still answers`);
+  }
 });
