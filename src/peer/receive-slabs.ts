@@ -47,7 +47,7 @@ export function reserveReceiveSlabs(count: number): void {
   }
 }
 
-/** Slabs in the process-wide reserve (for tests and status). */
+/** Slabs in the process-wide reserve (for tests). */
 export function reservedReceiveSlabs(): number {
   return reserve.length;
 }

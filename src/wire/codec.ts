@@ -242,6 +242,14 @@ function put32(out: Uint8Array, o: number, v: number): void {
   out[o + 2] = v >>> 8;
   out[o + 3] = v;
 }
+/** The low 56 bits of `v`, big-endian, in 7 bytes (the inverse of u56Big). */
+function put56(out: Uint8Array, o: number, v: bigint): void {
+  put32(out, o, Number(v >> 24n));
+  const low = Number(v & 0xffffffn);
+  out[o + 4] = low >>> 16;
+  out[o + 5] = low >>> 8;
+  out[o + 6] = low;
+}
 function zero(out: Uint8Array, from: number, to: number): void {
   for (let i = from; i < to; i++) out[i] = 0;
 }
@@ -575,8 +583,7 @@ export function encodeHashReply(tag: number, status: number, rangeDigest: bigint
   const buf = allocate(out, offset, HEAD_BYTES);
   putHeadStart(buf, offset, MessageType.HashReply, 0, tag);
   buf[offset + HashReplyOffset.Status] = status;
-  buf.writeUIntBE(Number(rangeDigest >> 24n), offset + HashReplyOffset.RangeDigest, 4);
-  buf.writeUIntBE(Number(rangeDigest & 0xffffffn), offset + HashReplyOffset.RangeDigest + 4, 3);
+  put56(buf, offset + HashReplyOffset.RangeDigest, rangeDigest);
   put32(buf, offset + HeadOffset.Crc, headCrc(buf, offset, null));
   return buf;
 }

@@ -40,7 +40,7 @@ function dirtyRows(f: DirtyResyncFigures, iperf: IperfResult | undefined): Array
     ['End to end = bytesDone ÷ (link up → in sync)', rateText(f.bytesDone / f.linkUpToInSyncSec, iperf)],
     ['status resync.bytesPerSecond', rateText(f.statusBytesPerSecond, iperf)],
     ['The secondary\'s disk alone: fio writing the same 64 KiB random blocks (psync, one at a time) into a fresh sparse file',
-      !f.secondaryDiskBytesPerSec ? '—' : `${rateText(f.secondaryDiskBytesPerSec, iperf)}; the resync reached ${engineRate === '—' || !f.resyncEngineSec ? '—' : `${(f.bytesDone / f.resyncEngineSec / f.secondaryDiskBytesPerSec).toFixed(2)}×`} of it`],
+      !f.secondaryDiskBytesPerSec ? '—' : `${rateText(f.secondaryDiskBytesPerSec, iperf)}; the resync reached ${!f.resyncEngineSec ? '—' : `${(f.bytesDone / f.resyncEngineSec / f.secondaryDiskBytesPerSec).toFixed(2)}×`} of it`],
   ];
 }
 
