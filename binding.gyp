@@ -8,6 +8,7 @@
         "native/nbd_connection.cc",
         "native/store.cc",
         "native/nbd_device.cc",
+        "native/resync_channel.cc",
         "native/crc32c.cc",
         "native/errors.cc",
         "native/js_args.cc",

@@ -11,6 +11,7 @@
 #include "js_args.h"
 #include "nbd_connection.h"
 #include "nbd_device.h"
+#include "resync_channel.h"
 #include "store.h"
 
 namespace blockmirror {
@@ -109,6 +110,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("initPool", Napi::Function::New(env, InitPool, "initPool"));
   exports.Set("openConnection", Napi::Function::New(env, OpenConnection, "openConnection"));
   exports.Set("openStore", Napi::Function::New(env, OpenStore, "openStore"));
+  exports.Set("shutdownSocket", Napi::Function::New(env, ShutdownSocket, "shutdownSocket"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("encodeResyncWriteHeads", Napi::Function::New(env, EncodeResyncWriteHeads, "encodeResyncWriteHeads"));
   exports.Set("attachNbdDevice", Napi::Function::New(env, AttachNbdDevice, "attachNbdDevice"));
   exports.Set("disconnectNbdDevice", Napi::Function::New(env, DisconnectNbdDevice, "disconnectNbdDevice"));
   exports.Set("crc32c", Napi::Function::New(env, Crc32cJs, "crc32c"));

@@ -1,4 +1,5 @@
 #include "store.h"
+#include "resync_channel.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -402,6 +403,17 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     int rc = op == StoreOp::Trim ? core->io().Trim(offset, length) : core->io().Zero(offset, length);
     return Napi::Number::New(env, rc);
   }
+
+ public:
+  Napi::Value ResyncSend(const Napi::CallbackInfo& info) {
+    if (!CheckOpen(info.Env(), "resyncSend")) return info.Env().Undefined();
+    return ResyncSendBatch(info, core);
+  }
+
+  Napi::Value ResyncReceiveMethod(const Napi::CallbackInfo& info) {
+    if (!CheckOpen(info.Env(), "resyncReceive")) return info.Env().Undefined();
+    return ResyncReceive(info, core);
+  }
 };
 
 }  // namespace
@@ -419,6 +431,8 @@ void InitStoreClass(Napi::Env env, AddonState& state) {
                                                   StoreWrap::InstanceMethod("flushSync", &StoreWrap::FlushSync),
                                                   StoreWrap::InstanceMethod("nextData", &StoreWrap::NextData),
                                                   StoreWrap::InstanceMethod("submit", &StoreWrap::Submit),
+                                                  StoreWrap::InstanceMethod("resyncSend", &StoreWrap::ResyncSend),
+                                                  StoreWrap::InstanceMethod("resyncReceive", &StoreWrap::ResyncReceiveMethod),
                                                   StoreWrap::InstanceMethod("close", &StoreWrap::Close),
                                               });
   state.storeClass = Napi::Persistent(cls);

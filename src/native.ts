@@ -131,6 +131,25 @@ export interface NativeStore {
   submit(op: StoreOp, id: number, buf: Buffer | null, offsetBytes: number, lengthBytes: number, fua: boolean): void;
   /** Wait for queued ops, stop worker threads, close the fd. */
   close(): void;
+  /**
+   * Resync channel, primary end (native/resync_channel.h), on a libuv pool thread. First, for each
+   * `regions` pair (offset, length): read the range into `buffer`; an all-zero range is not sent
+   * (results 2), others go as WRITE_NOTIFY (seq from `firstSeq`, tag = seq mod 2^16) + WRITE_META +
+   * payload on the blocking socket `fd` (results 3 = sent, 0 = not sent). Then read the ACKs of
+   * ackResults.length writes sent by earlier calls, seq from `ackFirstSeq` (1 = OK, negative =
+   * -errno the peer reported, 0 = not read). This call's own ACKs are left for the next call, so
+   * the peer always has a batch queued. `done(problem, sent)`: problem null when all went well;
+   * `sent` = writes sent (the next firstSeq = firstSeq + sent).
+   */
+  resyncSend(fd: number, buffer: Buffer, regions: Float64Array, firstSeq: number, epoch: bigint, timeoutMs: number, results: Int32Array, ackFirstSeq: number, ackResults: Int32Array, done: (problem: string | null, sent: number) => void): void;
+  /**
+   * Resync channel, secondary end: serve `fd` on a libuv pool thread (reading, verifying) and a
+   * thread of its own (writing, ACKing) until it ends, verifying every write before writing it
+   * (payloads up to a quarter of buffer.length: four are in flight); counters[0] += writes, counters[1] +=
+   * bytes as they are applied. Closes `fd`, then `done(reason, clean, failedWrites)`; clean = the
+   * primary closed the channel between writes.
+   */
+  resyncReceive(fd: number, buffer: Buffer, volumeBytes: number, epoch: bigint, counters: Float64Array, done: (reason: string, clean: boolean, failedWrites: number) => void): void;
 }
 
 export interface NbdDeviceOptions {
@@ -183,6 +202,11 @@ export interface NativeBinding {
   withHeldReplies<T>(fn: () => T): T;
   /** A close-on-exec duplicate of an open fd (to rewrap an accepted socket and close the original). */
   duplicateFd(fd: number): number;
+  /** shutdown(fd, SHUT_RDWR): wakes a resync channel's blocked reads and writes. */
+  shutdownSocket(fd: number): void;
+  closeFd(fd: number): void;
+  /** The native encoder of a resync write's WRITE_NOTIFY + WRITE_META (56 bytes), for tests. */
+  encodeResyncWriteHeads(tag: number, seq: number, offsetBytes: number, lengthBytes: number, payloadCrc32c: number, epoch: bigint): Buffer;
   /** Set where native log lines go (default: stderr). */
   setLogger(log: (level: 'info' | 'warn' | 'error', message: string) => void): void;
 }
@@ -197,7 +221,7 @@ export function loadNative(): NativeBinding {
   const binding = require(file) as Record<string, unknown>;
   const required: (keyof NativeBinding)[] = [
     'initPool', 'openConnection', 'openStore', 'attachNbdDevice', 'disconnectNbdDevice',
-    'crc32c', 'copiedPayloadBytes', 'setLogger', 'withHeldReplies', 'duplicateFd',
+    'crc32c', 'copiedPayloadBytes', 'setLogger', 'withHeldReplies', 'duplicateFd', 'shutdownSocket', 'closeFd', 'encodeResyncWriteHeads',
   ];
   for (const name of required) {
     if (typeof binding[name] !== 'function') {

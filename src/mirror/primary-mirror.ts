@@ -18,6 +18,7 @@ import * as P from '../nbd/protocol';
 import {
   AckStatus,
   BitmapAssembler,
+  Feature,
   HEAD_BYTES,
   HelloReason,
   MessageType,
@@ -29,6 +30,7 @@ import {
   encodeFlush,
   encodeHashRequest,
   encodeHello,
+  encodeResyncChannel,
   encodeResyncDone,
   encodeTrim,
   encodeWriteComplete,
@@ -46,7 +48,8 @@ import { PeerReceiver } from '../peer/peer-receiver';
 import { helloFields, randomId64 } from './hello';
 import { decideSync, rotateForDegradedWrites, afterResyncSource, GENERATION_EMPTY, GENERATION_NONE, type SyncDecision } from './sync-decision';
 import { ActivityLog } from './activity-log';
-import { ResyncEngine, type ResyncTransport } from './resync';
+import { DATA_RUN_BYTES_MAX, ResyncEngine, type ResyncTransport } from './resync';
+import { RESYNC_CHANNEL_WRITE_BYTES_MAX, ResyncChannelSender, connectResyncChannel, newChannelToken } from '../peer/resync-channel';
 import { regionDigest } from './region-digest';
 import type { MirrorMetadata } from './mirror-metadata';
 import type { LocalStore } from '../store/local-store';
@@ -105,6 +108,12 @@ export class PrimaryMirror implements Replicator {
   stateReason = 'starting';
   splitBrain = false;
   private link: PeerLink | undefined;
+  /** Features the connected secondary announced in its HELLO_REPLY. */
+  private peerFeatures = 0n;
+  /** The resync channel of the running resync, if it has one. */
+  private channel: ResyncChannelSender | undefined;
+  /** A resync is opening its channel (run() not called yet). */
+  private resyncStarting = false;
   private pending = new Map<number, PendingOp>();
   private hashWaiters = new Map<number, (digest: bigint | undefined) => void>();
   private freeTags: number[] = [];
@@ -140,6 +149,7 @@ export class PrimaryMirror implements Replicator {
     disconnects: 0,
     activityLogUpdates: 0,
     resyncs: 0,
+    resyncChannels: 0,
   };
 
   constructor(
@@ -633,6 +643,7 @@ export class PrimaryMirror implements Replicator {
 
   private async onConnected(link: PeerLink, reply: HelloReplyMessage, decision: SyncDecision): Promise<void> {
     this.link = link;
+    this.peerFeatures = reply.features;
     this.counters.connects += 1;
     this.nextSeq = 1;
     this.completeThroughSeq = 0;
@@ -657,7 +668,8 @@ export class PrimaryMirror implements Replicator {
 
   /** Start the background resync of every marked region; true if it started. */
   private startResync(link: PeerLink): boolean {
-    if (this.resync.active) return false;
+    if (this.resync.active || this.resyncStarting) return false;
+    this.resyncStarting = true;
     this.counters.resyncs += 1;
     const transport: ResyncTransport = {
       sendData: (offsetBytes, data, written, done) => {
@@ -671,14 +683,59 @@ export class PrimaryMirror implements Replicator {
       sendZeroes: (offsetBytes, lengthBytes, done) => (link.isOpen ? this.sendExtentMessage(link, false, offsetBytes, lengthBytes, WriteFlag.Resync, undefined, done) : done(false)),
       peerHash: (offsetBytes, lengthBytes, done) => this.requestPeerHash(link, offsetBytes, lengthBytes, done),
       isOpen: () => link.isOpen && this.link === link,
+      channel: undefined,
     };
-    void this.resync.run(transport).then(
-      (complete) => {
+    void (async () => {
+      let channel: ResyncChannelSender | undefined;
+      try {
+        channel = await this.openResyncChannel(link);
+        transport.channel = channel;
+        this.resyncStarting = false;
+        const complete = await this.resync.run(transport);
+        channel?.close();
         if (complete && this.link === link && link.isOpen) this.finishInSync(link);
-      },
-      (error: Error) => this.log.error(`resync failed: ${error.message}`),
-    );
+      } catch (error) {
+        this.log.error(`resync failed: ${(error as Error).message}`);
+      } finally {
+        this.resyncStarting = false;
+        channel?.close();
+        if (this.channel === channel) this.channel = undefined;
+      }
+    })();
     return true;
+  }
+
+  /**
+   * A resync channel to the secondary (docs/wire-format.md section 8.2) when both ends support it and the resync can use
+   * it (not in checksum mode, a page-cache store, regions of at most 4 MiB); undefined otherwise or
+   * when opening it fails, and the resync then runs on the mirror connection alone.
+   */
+  private async openResyncChannel(link: PeerLink): Promise<ResyncChannelSender | undefined> {
+    const maxRunBytes = Math.max(this.meta.dirty.regionBytes, DATA_RUN_BYTES_MAX);
+    if ((this.peerFeatures & Feature.ResyncChannel) === 0n || this.options.resyncChecksum || this.store.direct || maxRunBytes > RESYNC_CHANNEL_WRITE_BYTES_MAX) return undefined;
+    const token = newChannelToken();
+    const timeoutMs = this.options.keepaliveTimeoutMs;
+    try {
+      const announced = await new Promise<boolean>((resolve) => {
+        if (!link.isOpen || this.link !== link) return resolve(false);
+        const tag = this.takeTag();
+        this.pending.set(tag, { seq: 0, offsetBytes: 0, lengthBytes: 0, payloadBytes: 0, sentAtMs: Date.now(), settle: undefined, resyncDone: resolve });
+        this.sendMessage(link, encodeResyncChannel(tag, token));
+      });
+      if (!announced) return undefined;
+      const fd = await connectResyncChannel(this.options.peerHost, this.options.peerPort, token, timeoutMs);
+      const channel = new ResyncChannelSender(fd, this.store, this.meta.epoch, timeoutMs, maxRunBytes);
+      if (!link.isOpen || this.link !== link) {
+        channel.close();
+        return undefined;
+      }
+      this.channel = channel;
+      this.counters.resyncChannels += 1;
+      return channel;
+    } catch (error) {
+      this.reportOnce(`resync channel not available, resyncing on the mirror connection: ${(error as Error).message}`, 'warn');
+      return undefined;
+    }
   }
 
   /** The peer now holds exactly our data: tell it our generation, forget the bitmap generation. */
@@ -779,6 +836,7 @@ export class PrimaryMirror implements Replicator {
     this.link = undefined;
     this.counters.disconnects += 1;
     this.resync.stop();
+    this.channel?.close();
     const inFlight = [...this.pending.values()];
     const hashWaiters = [...this.hashWaiters.values()];
     this.pending.clear();

@@ -13,6 +13,7 @@ import { regionDigest } from './region-digest';
 import { SECTOR_BYTES } from '../wire';
 import { SYNC_IO_BYTES_MAX } from '../limits';
 import type { Logger } from '../util/log';
+import { CHANNEL_BATCH_BYTES_MAX, CHANNEL_BATCH_REGIONS_MAX, type ChannelOutcome, type ChannelRun } from '../peer/resync-channel';
 
 /** How the engine reaches the peer; each callback's `done` gets true once the peer acknowledged. */
 export interface ResyncTransport {
@@ -25,6 +26,22 @@ export interface ResyncTransport {
   /** regionDigest of the peer's bytes in the range, or undefined if the peer could not read it. */
   peerHash(offsetBytes: number, lengthBytes: number, done: (digest: bigint | undefined) => void): void;
   isOpen(): boolean;
+  /**
+   * The resync channel, when one is open (docs/wire-format.md section 8.2): runs of region data are then read, sent and
+   * acknowledged by native code in batches; zero runs found there go as sendZeroes.
+   */
+  channel?: ResyncChannel | undefined;
+}
+
+/** What the engine needs of a resync channel (ResyncChannelSender). */
+export interface ResyncChannel {
+  readonly isOpen: boolean;
+  /** Longest run one channel write may carry. */
+  readonly maxRunBytes: number;
+  /** `done` once every run has its outcome; `ready` once the channel takes the next batch. */
+  send(runs: readonly ChannelRun[], done: (outcomes: ChannelOutcome[], problem: string | null) => void, ready: () => void): void;
+  /** Settle every batch still waiting for ACKs, then `ready`. */
+  drain(ready: () => void): void;
 }
 
 export interface ResyncOptions {
@@ -133,6 +150,59 @@ export class ResyncEngine {
     };
     let tokens = 0;
     let tokensAtMs = Date.now();
+    // Resync channel: runs whose gate is held, waiting for the channel's next batch.
+    const channel = this.options.checksum ? undefined : transport.channel;
+    let batch: GatedRun[] = [];
+    let batchBytes = 0;
+    let channelBusy = false;
+    const persistNow = (): void => {
+      if (Date.now() - lastPersistMs <= this.options.persistIntervalMs) return;
+      lastPersistMs = Date.now();
+      void this.persistBitmap().catch((e: Error) => this.log.error(`persisting the resync bitmap failed: ${e.message}`));
+    };
+    const sendBatch = (): void => {
+      const runs = batch;
+      batch = [];
+      batchBytes = 0;
+      if (runs.length === 0) return;
+      channelBusy = true;
+      inFlight += 1;
+      channel!.send(runs, (outcomes, problem) => {
+        inFlight -= 1;
+        if (problem !== null) this.log.warn(`resync channel: ${problem}`);
+        runs.forEach((run, i) => {
+          const outcome = outcomes[i];
+          if (outcome === 'acked') {
+            run.release();
+            this.runDone(run);
+            this.progress.bytesSent += run.lengthBytes;
+          } else if (outcome === 'zero') {
+            // Read as zeroes under the gate: WRITE_ZEROES on the mirror connection, still under it.
+            this.progress.regionsZero += run.regions;
+            inFlight += 1;
+            transport.sendZeroes(run.offsetBytes, run.lengthBytes, (ok) => {
+              run.release();
+              inFlight -= 1;
+              if (ok) this.runDone(run);
+              else failed = true;
+              wakeLoop();
+            });
+          } else {
+            run.release();
+            failed = true;
+          }
+        });
+        persistNow();
+        wakeLoop();
+      }, channelReady);
+    };
+    const channelReady = (): void => {
+      channelBusy = false;
+      wakeLoop();
+    };
+    const waitForChannel = async (): Promise<void> => {
+      while (channelBusy && !failed) await new Promise<void>((r) => (wake = r));
+    };
     try {
       for (let region = this.dirty.nextDirty(0); region >= 0 && !failed; region = this.dirty.nextDirty(region + 1)) {
         while (inFlight >= this.options.windowRegions && !failed) await new Promise<void>((r) => (wake = r));
@@ -160,16 +230,33 @@ export class ResyncEngine {
           continue;
         }
         // Checksum mode compares region by region, so it sends them one at a time.
-        const run = this.options.checksum ? { regions: 1, lengthBytes } : this.dataRun(region, offsetBytes, lengthBytes);
+        const run = this.options.checksum ? { regions: 1, lengthBytes } : this.dataRun(region, offsetBytes, lengthBytes, channel?.maxRunBytes);
         if (this.options.rateBytesPerSecond > 0) {
           for (;;) {
             const now = Date.now();
             tokens = Math.min(this.options.rateBytesPerSecond, tokens + ((now - tokensAtMs) * this.options.rateBytesPerSecond) / 1000);
             tokensAtMs = now;
             if (tokens >= run.lengthBytes || tokens >= this.options.rateBytesPerSecond) break;
+            if (batch.length > 0) {
+              // Runs collected for the channel hold their write gates: send them before sleeping.
+              await waitForChannel();
+              if (!failed) sendBatch();
+            }
             await new Promise((r) => setTimeout(r, Math.ceil(((run.lengthBytes - tokens) * 1000) / this.options.rateBytesPerSecond)));
           }
           tokens -= run.lengthBytes;
+        }
+        if (channel !== undefined && channel.isOpen && isSectorAligned(offsetBytes, run.lengthBytes)) {
+          const release = await new Promise<() => void>((r) => this.gate.enter(offsetBytes, run.lengthBytes, r));
+          batch.push({ first: region, regions: run.regions, offsetBytes, lengthBytes: run.lengthBytes, release });
+          batchBytes += run.lengthBytes;
+          if (batch.length >= CHANNEL_BATCH_REGIONS_MAX || batchBytes >= CHANNEL_BATCH_BYTES_MAX) {
+            await waitForChannel();
+            if (failed) break;
+            sendBatch();
+          }
+          region += run.regions - 1;
+          continue;
         }
         while (this.readBuffers.length === 0 && this.readBuffersMade >= READ_BUFFERS && !failed) await new Promise<void>((r) => (wake = r));
         if (failed) break;
@@ -200,9 +287,30 @@ export class ResyncEngine {
         });
         region += run.regions - 1;
       }
+      if (batch.length > 0) {
+        await waitForChannel();
+        if (failed || !channel!.isOpen) {
+          for (const run of batch) run.release();
+          batch = [];
+          failed = true;
+        } else {
+          sendBatch();
+        }
+      }
+      if (channel !== undefined) {
+        // The last batches' ACKs (a send reads only the ACKs of the batch before it); after a
+        // failure too, so that no batch is left waiting (a dead link fails them at once).
+        while (channelBusy) await new Promise<void>((r) => (wake = r));
+        if (channel.isOpen) {
+          channelBusy = true;
+          channel.drain(channelReady);
+          while (channelBusy) await new Promise<void>((r) => (wake = r));
+        }
+      }
       while (inFlight > 0) await new Promise<void>((r) => (wake = r));
       await this.persistBitmap();
     } finally {
+      for (const run of batch) run.release(); // gates of runs never sent (the loop left early)
       this.running = false;
       this.progress.active = false;
       this.progress.finishedAt = new Date().toISOString();
@@ -221,14 +329,14 @@ export class ResyncEngine {
    * the store holds as a hole (left to a hole run, so a sparse volume still sends only its data), or
    * at a region that does not end on a sector boundary (the volume's last).
    */
-  private dataRun(region: number, offsetBytes: number, lengthBytes: number): { regions: number; lengthBytes: number } {
+  private dataRun(region: number, offsetBytes: number, lengthBytes: number, maxBytes = DATA_RUN_BYTES_MAX): { regions: number; lengthBytes: number } {
     let regions = 1;
     let end = offsetBytes + lengthBytes;
     if (offsetBytes % SECTOR_BYTES !== 0 || end % SECTOR_BYTES !== 0) return { regions, lengthBytes };
     for (let r = region + 1; r < this.dirty.regionCount && this.dirty.isDirty(r); r++) {
       const range = this.dirty.regionRange(r);
       const rangeEnd = range.offsetBytes + range.lengthBytes;
-      if (rangeEnd - offsetBytes > DATA_RUN_BYTES_MAX || rangeEnd % SECTOR_BYTES !== 0) break;
+      if (rangeEnd - offsetBytes > maxBytes || rangeEnd % SECTOR_BYTES !== 0) break;
       if (this.store.nextDataOffset(range.offsetBytes, rangeEnd) >= rangeEnd) break;
       regions += 1;
       end = rangeEnd;
@@ -280,6 +388,12 @@ export class ResyncEngine {
         });
       });
     });
+  }
+
+  /** A run's regions are in sync now. */
+  private runDone(run: GatedRun): void {
+    for (let r = run.first; r < run.first + run.regions; r++) this.dirty.clear(r);
+    this.progress.bytesDone += run.lengthBytes;
   }
 
   /** An idle read buffer, or a new one while fewer than READ_BUFFERS exist. */
@@ -341,6 +455,17 @@ export class ResyncEngine {
     if (this.store.runsSynchronously(data.length, false)) done(this.store.readSync(data, offsetBytes));
     else this.store.submit(StoreOp.Read, data, offsetBytes, data.length, false, done);
   }
+}
+
+/** A data run whose write gate the engine holds while it waits for, or is in, a channel batch. */
+interface GatedRun extends ChannelRun {
+  first: number;
+  regions: number;
+  release: () => void;
+}
+
+function isSectorAligned(offsetBytes: number, lengthBytes: number): boolean {
+  return offsetBytes % SECTOR_BYTES === 0 && lengthBytes % SECTOR_BYTES === 0;
 }
 
 function emptyProgress(active: boolean): ResyncProgress {

@@ -4,8 +4,9 @@
  * others concurrently), verifying CRC32C and epoch before a byte is written, and acknowledges
  * each one. A bad message writes nothing, is logged, and drops the connection.
  */
+import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { StoreOp } from '../native';
+import { StoreOp, loadNative } from '../native';
 import type { LocalStore } from '../store/local-store';
 import {
   AckStatus,
@@ -30,6 +31,7 @@ import {
 import { PeerLink } from '../peer/peer-link';
 import { PeerReceiver } from '../peer/peer-receiver';
 import { reserveReceiveSlabs } from '../peer/receive-slabs';
+import { ResyncChannelReceiver } from '../peer/resync-channel';
 import { RangeGate } from '../range-gate';
 import { regionDigest } from './region-digest';
 import { helloFields } from './hello';
@@ -62,6 +64,10 @@ interface Session {
   inFlight: Set<number>;
   nextOpId: number;
   flushWaiters: { waitFor: Set<number>; run: () => void }[];
+  /** The token the primary announced for its next resync channel (one claim only). */
+  channelToken: bigint | undefined;
+  /** This session's resync channel while it runs. */
+  channel: ResyncChannelReceiver | undefined;
 }
 
 export class SecondaryReplica {
@@ -95,6 +101,7 @@ export class SecondaryReplica {
     resyncBytes: 0,
     hashRequests: 0,
     resyncsCompleted: 0,
+    resyncChannels: 0,
   };
   private lastDisconnectReason = '';
   /** Reused memory for reading a region to hash (fresh pages per request are costly). */
@@ -165,9 +172,13 @@ export class SecondaryReplica {
     const copied = c.copiedPayloadBytes + (live?.reader.copiedPayloadBytes ?? 0);
     const payloadBytes = c.payloadBytesReceived + (live?.stats.payloadBytesReceived ?? 0);
     const writes = c.writesApplied + c.trims + c.zeroes;
+    const channel = this.session?.channel;
     return {
       mode: 'secondary',
       ...c,
+      resyncWrites: c.resyncWrites + (channel?.counters[0] ?? 0),
+      resyncBytes: c.resyncBytes + (channel?.counters[1] ?? 0),
+      resyncChannelActive: channel !== undefined,
       wakeups,
       copiedPayloadBytes: copied,
       payloadBytesReceived: payloadBytes,
@@ -207,6 +218,8 @@ export class SecondaryReplica {
       inFlight: new Set(),
       nextOpId: 1,
       flushWaiters: [],
+      channelToken: undefined,
+      channel: undefined,
     };
     const link = new PeerLink(
       socket,
@@ -223,6 +236,7 @@ export class SecondaryReplica {
   }
 
   private onClose(session: Session, reason: string): void {
+    session.channel?.stop();
     const stats = session.link.stats;
     this.counters.wakeups += stats.wakeups;
     this.counters.copiedPayloadBytes += session.link.reader.copiedPayloadBytes;
@@ -243,6 +257,7 @@ export class SecondaryReplica {
   private onMessage(session: Session, m: WireMessage, head: Buffer): void {
     this.counters.messagesReceived += 1;
     if (!session.accepted) {
+      if (m.type === MessageType.ResyncChannel) return this.attachResyncChannel(session, m.tag, m.token);
       if (m.type !== MessageType.Hello) return this.refuse(session, `expected HELLO first, got type ${m.type}`);
       return this.onHello(session, m);
     }
@@ -290,6 +305,11 @@ export class SecondaryReplica {
             session.link.send(encodeAck(m.tag, result === 0 ? AckStatus.Ok : AckStatus.IoError));
           });
         });
+        return;
+      case MessageType.ResyncChannel:
+        if (session.channel?.active) return this.refuse(session, 'protocol error: RESYNC_CHANNEL while a resync channel is open');
+        session.channelToken = m.token;
+        session.link.send(encodeAck(m.tag, AckStatus.Ok));
         return;
       case MessageType.Bitmap:
         return; // the primary's own bitmap: informational, the primary decides
@@ -447,6 +467,63 @@ export class SecondaryReplica {
   }
 
   /** Resync traffic makes this replica inconsistent until RESYNC_DONE: recorded durably before it lands. */
+  /**
+   * A new connection claims to be the resync channel of the primary's session: with the token that
+   * session announced, it becomes one (native code serves it from here; docs/wire-format.md section 8.2), otherwise it is
+   * refused. The replica is marked inconsistent (durably) before the claim is answered, since the
+   * primary sends nothing on the channel before that answer.
+   */
+  private attachResyncChannel(claim: Session, tag: number, token: bigint): void {
+    const main = this.session;
+    if (main === undefined || main === claim || !main.accepted || !main.link.isOpen || main.channelToken === undefined || main.channelToken !== token) {
+      return this.refuse(claim, 'a resync channel claim that matches no announcement of the connected primary');
+    }
+    main.channelToken = undefined;
+    let fd: number;
+    try {
+      fd = claim.link.detachFd();
+    } catch (error) {
+      this.log.error(`cannot take over the resync channel: ${(error as Error).message}`);
+      return;
+    }
+    this.beforeApply(WriteFlag.Resync);
+    const persisted = this.pendingPersist ?? Promise.resolve();
+    const start = (): void => {
+      if (!main.link.isOpen) {
+        loadNative().closeFd(fd);
+        return;
+      }
+      try {
+        fs.writeSync(fd, encodeAck(tag, AckStatus.Ok));
+      } catch (error) {
+        this.log.warn(`resync channel: answering the claim failed: ${(error as Error).message}`);
+        loadNative().closeFd(fd);
+        return;
+      }
+      this.counters.resyncChannels += 1;
+      const channel = new ResyncChannelReceiver(fd, this.store, this.store.sizeBytes, main.epoch, (reason, clean, failedWrites) => {
+        if (main.channel === channel) main.channel = undefined;
+        this.counters.resyncWrites += channel.counters[0]!;
+        this.counters.resyncBytes += channel.counters[1]!;
+        this.counters.writesApplied += channel.counters[0]!;
+        this.counters.bytesApplied += channel.counters[1]!;
+        if (failedWrites > 0) this.log.error(`resync channel: ${failedWrites} writes failed on the store (the primary was told)`);
+        if (clean) {
+          this.log.info(`resync channel closed: ${channel.counters[0]} writes, ${channel.counters[1]} bytes`);
+          return;
+        }
+        this.log.warn(`resync channel ended: ${reason}`);
+        if (reason.startsWith('protocol error')) this.counters.refusedMessages += 1;
+        main.link.close(`resync channel: ${reason}`);
+      });
+      main.channel = channel;
+    };
+    persisted.then(start, (error: Error) => {
+      this.log.error(`resync channel refused: marking the replica inconsistent failed: ${error.message}`);
+      loadNative().closeFd(fd);
+    });
+  }
+
   private beforeApply(flags: number): void {
     if ((flags & WriteFlag.Resync) === 0 || this.resyncTarget) return;
     this.resyncTarget = true;

@@ -17,6 +17,7 @@ import {
 } from '../wire';
 import { loadNative } from '../native';
 import type { PeerReceiver } from './peer-receiver';
+import { socketFd } from './resync-channel';
 
 export interface PeerLinkHandlers {
   /** A decoded, validated message (PING/PONG are handled here and not passed on). Runs on the JS thread. */
@@ -149,6 +150,22 @@ export class PeerLink {
     this.socket.destroy();
     this.receiver.slabs.close();
     this.handlers.onClose(reason);
+  }
+
+  /**
+   * Hand the connection to native code (a resync channel): stop reading at once, return a
+   * duplicate of the socket's fd, and end this link without onClose. Only valid while the peer
+   * sends nothing more until it hears from the new owner (bytes already read would be lost).
+   */
+  detachFd(): number {
+    this.socket.pause();
+    const fd = loadNative().duplicateFd(socketFd(this.socket));
+    this.closed = true;
+    this.receiver.onReceived = undefined;
+    clearInterval(this.keepaliveTimer);
+    this.socket.destroy();
+    this.receiver.slabs.close();
+    return fd;
   }
 
   private keepalive(): void {

@@ -8,6 +8,7 @@ import * as net from 'node:net';
 import { FrameReader } from '../wire';
 import { ReceiveSlabs } from './receive-slabs';
 import { loadNative } from '../native';
+import { socketFd } from './resync-channel';
 
 export class PeerReceiver {
   readonly reader = new FrameReader();
@@ -35,9 +36,7 @@ export class PeerReceiver {
    * the original.
    */
   adopt(accepted: net.Socket): net.Socket {
-    const fd = (accepted as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (fd === undefined || fd < 0) throw new Error('the accepted socket has no file descriptor');
-    const copy = loadNative().duplicateFd(fd);
+    const copy = loadNative().duplicateFd(socketFd(accepted));
     accepted.destroy();
     const options: net.SocketConstructorOpts & { onread: net.OnReadOpts } = { fd: copy, readable: true, writable: true, onread: this.readOptions };
     return new net.Socket(options);

@@ -36,6 +36,8 @@ export class LocalStore {
   private readonly callbacks = new Map<number, StoreCallback>();
   private nextId = 1;
   private closed = false;
+  /** Resync channel batches or receivers running on pool threads with this store's fd. */
+  private channelOperations = 0;
 
   /** Open (creating a sparse file if needed); an existing store keeps its size and a conflicting size is an error. */
   static open(options: LocalStoreOptions): LocalStore {
@@ -120,6 +122,41 @@ export class LocalStore {
     this.native.submit(op, id, buf, offsetBytes, lengthBytes, fua);
   }
 
+  /**
+   * Send a batch of regions on a resync channel (NativeStore.resyncSend). The store stays open
+   * until the batch is done, even if close() is called meanwhile.
+   */
+  resyncSend(fd: number, buffer: Buffer, regions: Float64Array, firstSeq: number, epoch: bigint, timeoutMs: number, results: Int32Array, ackFirstSeq: number, ackResults: Int32Array, done: (problem: string | null, sent: number) => void): void {
+    if (this.closed) {
+      done('the store is closed', 0);
+      return;
+    }
+    this.channelOperations += 1;
+    this.native.resyncSend(fd, buffer, regions, firstSeq, epoch, timeoutMs, results, ackFirstSeq, ackResults, (problem, sent) => {
+      this.channelOperationDone();
+      done(problem, sent);
+    });
+  }
+
+  /** Serve a resync channel until it ends (NativeStore.resyncReceive); the store stays open meanwhile. */
+  resyncReceive(fd: number, buffer: Buffer, volumeBytes: number, epoch: bigint, counters: Float64Array, done: (reason: string, clean: boolean, failedWrites: number) => void): void {
+    if (this.closed) {
+      loadNative().closeFd(fd);
+      done('the store is closed', false, 0);
+      return;
+    }
+    this.channelOperations += 1;
+    this.native.resyncReceive(fd, buffer, volumeBytes, epoch, counters, (reason, clean, failed) => {
+      this.channelOperationDone();
+      done(reason, clean, failed);
+    });
+  }
+
+  private channelOperationDone(): void {
+    this.channelOperations -= 1;
+    if (this.channelOperations === 0 && this.closed) this.native.close();
+  }
+
   /** Convenience: a durable flush as a promise (shutdown, tests). */
   flush(): Promise<number> {
     return new Promise((resolve) => this.submit(StoreOp.Flush, null, 0, 0, false, resolve));
@@ -129,7 +166,7 @@ export class LocalStore {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.native.close();
+    if (this.channelOperations === 0) this.native.close(); // else once the last one is done
   }
 
   get pendingOperations(): number {

@@ -135,6 +135,16 @@ export interface PongMessage {
   tag: number;
   nonce: bigint;
 }
+/**
+ * RESYNC_CHANNEL: on the mirror connection, the primary announces a channel token (the secondary
+ * ACKs it); as the first message of a new connection, it claims that connection as the resync
+ * channel of the session that announced the token (docs/wire-format.md section 8.2).
+ */
+export interface ResyncChannelMessage {
+  type: typeof MessageType.ResyncChannel;
+  tag: number;
+  token: bigint;
+}
 
 /** The fixed fields of one BITMAP chunk (body bytes 0..23). */
 export interface BitmapChunkFields {
@@ -193,7 +203,8 @@ export type WireMessage =
   | BitmapMessage
   | HashRequestMessage
   | HashReplyMessage
-  | ResyncDoneMessage;
+  | ResyncDoneMessage
+  | ResyncChannelMessage;
 
 /** Per-connection limits the decoder cannot know; used by validateMessage. */
 export interface ConnectionLimits {
@@ -501,6 +512,11 @@ export function encodePong(tag: number, nonce: bigint, out?: Buffer, offset = 0)
   return encodeNonce(MessageType.Pong, tag, nonce, out, offset);
 }
 
+/** RESYNC_CHANNEL with its 64-bit token (head only, like PING). */
+export function encodeResyncChannel(tag: number, token: bigint, out?: Buffer, offset = 0): Buffer {
+  return encodeNonce(MessageType.ResyncChannel, tag, token, out, offset);
+}
+
 /** Bitmap bytes a chunk of `regionCount` bits carries. */
 export function bitmapChunkBytes(regionCount: number): number {
   return Math.ceil(regionCount / 8);
@@ -668,6 +684,8 @@ export function encodeMessage(m: WireMessage, payload?: Uint8Array): Buffer {
       return encodePing(m.tag, m.nonce);
     case MessageType.Pong:
       return encodePong(m.tag, m.nonce);
+    case MessageType.ResyncChannel:
+      return encodeResyncChannel(m.tag, m.token);
     case MessageType.Bitmap:
       return encodeBitmap(m.tag, m, m.bits);
     case MessageType.HashRequest:
@@ -779,6 +797,8 @@ export function decodeMessage(head: Uint8Array, body: Uint8Array | null = null):
     case MessageType.Ping:
     case MessageType.Pong:
       return { ok: true, value: { type, tag, nonce: u64Big(head, HeadOffset.U64) } };
+    case MessageType.ResyncChannel:
+      return { ok: true, value: { type, tag, token: u64Big(head, HeadOffset.U64) } };
     case MessageType.Bitmap:
       return decodeBitmap(tag, head, body!);
     case MessageType.HashRequest:

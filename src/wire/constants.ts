@@ -85,6 +85,7 @@ export const MessageType = {
   HashRequest: 14,
   HashReply: 15,
   ResyncDone: 16,
+  ResyncChannel: 17,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -162,8 +163,10 @@ export const Feature = {
   WriteZeroes: 1n << 1n,
   /** BITMAP exchange at connect, HASH_REQUEST / HASH_REPLY and RESYNC_DONE (section 8.1). */
   Resync: 1n << 2n,
+  /** A second connection that carries a resync's region data (RESYNC_CHANNEL, docs/wire-format.md section 8.2). */
+  ResyncChannel: 1n << 3n,
 } as const;
-export const FEATURES_KNOWN = Feature.Trim | Feature.WriteZeroes | Feature.Resync;
+export const FEATURES_KNOWN = Feature.Trim | Feature.WriteZeroes | Feature.Resync | Feature.ResyncChannel;
 
 /** Byte offsets inside a head. */
 export const HeadOffset = {

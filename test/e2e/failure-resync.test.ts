@@ -59,6 +59,8 @@ describe('failures: link cut, resync, verify, metadata', function () {
     const b = (await nodes.b.status()) as Record<string, any>;
     assert.ok(b.mirror.resyncBytes + b.mirror.zeroes * 65536 >= 0);
     assert.ok(b.mirror.resyncBytes <= dirty, `secondary received ${b.mirror.resyncBytes} resync bytes for ${dirty} dirty`);
+    assert.ok(synced.mirror.resyncChannels >= 1 && b.mirror.resyncChannels >= 1, 'the region data went over a resync channel');
+    assert.ok(b.mirror.resyncWrites > 0, 'the secondary counts the channel writes');
     for (let i = 0; i < 100 && ((await nodes.b.status()) as Record<string, any>).disk.state !== 'upToDate'; i++) await sleep(100);
     const bAfter = (await nodes.b.status()) as Record<string, any>;
     assert.equal(bAfter.disk.state, 'upToDate');
@@ -66,6 +68,28 @@ describe('failures: link cut, resync, verify, metadata', function () {
     assert.equal((await nodes.a.stop()).code, 0);
     assert.equal((await nodes.b.stop()).code, 0);
     assert.ok(identical(nodes.storeA, nodes.storeB), 'replicas differ after resync');
+  });
+
+  it('client writes during a resync over the channel, to the regions being resynced: fio verify passes and the replicas end identical', async function () {
+    // A slow resync (rate limit) so that the client's writes meet regions still in flight on the channel.
+    nodes = await startFailoverPair(dir, ns, ['--resync-rate', String(8 * 1024 * 1024)]);
+    const uri = `nbd+unix:///?socket=${nodes.socketA}`;
+    await ns.linkDown();
+    await runOk('fio', ['--name=dirty', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=64k', '--size=16M', '--io_size=12M', '--iodepth=8', '--refill_buffers']);
+    await waitForPeerState(nodes.a, 'degraded', 20_000);
+    await ns.linkUp();
+    await waitForPeerState(nodes.a, 'connected', 20_000);
+    let before = (await nodes.a.status()) as Record<string, any>;
+    for (let i = 0; i < 100 && !before.resync.active; i++) before = (await nodes.a.status()) as Record<string, any>;
+    assert.ok(before.resync.active, 'the resync runs when the client starts writing');
+    await runOk('fio', ['--name=during', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=16M', '--io_size=4M', '--verify=crc32c', '--verify_fatal=1', '--do_verify=1']);
+    const mid = (await nodes.a.status()) as Record<string, any>;
+    assert.ok(mid.resync.active || mid.resync.bytesDone < 12 * 1024 * 1024, 'the client wrote while regions were still being resynced');
+    const synced = await waitInSync(nodes.a, 60_000);
+    assert.ok(synced.mirror.resyncChannels >= 1, 'the resync used a channel');
+    assert.equal((await nodes.a.stop()).code, 0);
+    assert.equal((await nodes.b.stop()).code, 0);
+    assert.ok(identical(nodes.storeA, nodes.storeB), 'replicas differ after a resync with concurrent client writes');
   });
 
   it('bytes flipped in one replica: verify reports exactly those regions, verify --resync repairs them', async function () {

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { NodeProcess, sleep, tempDir } from '../helpers/node-process';
 import { waitForPeerState } from '../helpers/pair';
 import { connectTransmission } from '../helpers/raw-nbd-client';
-import { encodeHello, encodeWriteInline, encodeWriteNotify, encodeWriteMeta, encodeTrim, FrameReader, decodeMessage, MessageType, payloadCrc32c } from '../../src/wire';
+import { encodeHello, encodeWriteInline, encodeWriteNotify, encodeWriteMeta, encodeTrim, encodeResyncChannel, FrameReader, decodeMessage, MessageType, payloadCrc32c, WriteFlag } from '../../src/wire';
 import { helloFields } from '../../src/mirror/hello';
 
 const SIZE = 16 * 1024 * 1024;
@@ -118,6 +118,54 @@ describe('mirror: hostile peer frames', function () {
       assert.equal(s.mirror.writesApplied, 0);
     });
   }
+
+  /** Messages a raw socket receives, decoded, as they arrive; `closed` once the peer closed it. */
+  function watch(socket: net.Socket): { messages: ReturnType<typeof decodeMessage>[]; closed: Promise<void> } {
+    const reader = new FrameReader();
+    const messages: ReturnType<typeof decodeMessage>[] = [];
+    socket.on('data', (d: Buffer) => {
+      reader.push(d);
+      for (let f = reader.next(); f !== null; f = reader.next()) if (f.kind === 'message') messages.push(decodeMessage(f.head, f.body));
+    });
+    socket.on('error', () => undefined);
+    return { messages, closed: new Promise((resolve) => socket.once('close', () => resolve())) };
+  }
+
+  it('a resync channel claim with a token nobody announced is refused: connection closed, no ACK, nothing written', async function () {
+    const socket = net.createConnection({ host: '127.0.0.1', port });
+    const seen = watch(socket);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(encodeResyncChannel(0, 0x1234567890abcdefn));
+    await seen.closed;
+    assert.equal(seen.messages.length, 0, 'no answer to a foreign claim');
+    replicaUntouched();
+  });
+
+  it('a hostile write on an accepted resync channel: nothing written, the channel and the mirror connection are dropped', async function () {
+    const main = net.createConnection({ host: '127.0.0.1', port });
+    const mainSeen = watch(main);
+    await new Promise((resolve) => main.once('connect', resolve));
+    main.write(hello());
+    const token = 0x0badc0ffee123457n;
+    const until = async (pred: () => boolean): Promise<void> => {
+      for (let i = 0; i < 200 && !pred(); i++) await sleep(20);
+      assert.ok(pred(), 'timed out');
+    };
+    await until(() => mainSeen.messages.some((m) => m.ok && m.value.type === MessageType.HelloReply));
+    main.write(encodeResyncChannel(7, token));
+    await until(() => mainSeen.messages.some((m) => m.ok && m.value.type === MessageType.Ack && m.value.tag === 7));
+    const channel = net.createConnection({ host: '127.0.0.1', port });
+    const channelSeen = watch(channel);
+    await new Promise((resolve) => channel.once('connect', resolve));
+    channel.write(encodeResyncChannel(0, token));
+    await until(() => channelSeen.messages.some((m) => m.ok && m.value.type === MessageType.Ack && m.value.tag === 0 && m.value.status === 0));
+    const data = Buffer.alloc(65536, 0x5c);
+    const meta = encodeWriteMeta(1, 0, data.length, payloadCrc32c(data) ^ 1, 5n);
+    channel.write(Buffer.concat([encodeWriteNotify(1, WriteFlag.Resync, 1), meta, data]));
+    await Promise.all([channelSeen.closed, mainSeen.closed]);
+    replicaUntouched();
+    await until(() => /resync channel ended: protocol error: bad payload CRC32C/.test(secondary.stderr));
+  });
 
   it('a peer that answers the primary with garbage: the primary logs it, stays degraded, and client I/O is unaffected', async function () {
     const fakePort = 30000 + Math.floor(Math.random() * 20000);

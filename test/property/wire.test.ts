@@ -170,6 +170,7 @@ const unit: fc.Arbitrary<Unit> = fc.oneof(
   single(hashRequest.map((r) => ({ type: MessageType.HashRequest, ...r }))),
   single(hashReply),
   single(fc.record({ tag, generation: u64 }).map((r) => ({ type: MessageType.ResyncDone, ...r }))),
+  single(fc.record({ tag, token: u64 }).map((r) => ({ type: MessageType.ResyncChannel, ...r }))),
 );
 
 function encodeUnits(units: Unit[]): Buffer {

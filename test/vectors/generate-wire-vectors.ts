@@ -24,7 +24,7 @@ interface Vector {
 }
 
 const V1 = 0x40; // version 1 in the top two bits of byte 0
-const T = { HELLO: 1, HELLO_REPLY: 2, WRITE_INLINE: 3, WRITE_NOTIFY: 4, WRITE_META: 5, ACK: 6, WRITE_COMPLETE: 7, FLUSH: 8, TRIM: 9, WRITE_ZEROES: 10, PING: 11, PONG: 12, BITMAP: 13, HASH_REQUEST: 14, HASH_REPLY: 15, RESYNC_DONE: 16 };
+const T = { HELLO: 1, HELLO_REPLY: 2, WRITE_INLINE: 3, WRITE_NOTIFY: 4, WRITE_META: 5, ACK: 6, WRITE_COMPLETE: 7, FLUSH: 8, TRIM: 9, WRITE_ZEROES: 10, PING: 11, PONG: 12, BITMAP: 13, HASH_REQUEST: 14, HASH_REPLY: 15, RESYNC_DONE: 16, RESYNC_CHANNEL: 17 };
 
 function be(value: bigint | number, bytes: number): number[] {
   let v = BigInt(value);
@@ -250,6 +250,19 @@ valid('hash-request', 'HASH_REQUEST tag 0x20: CRC32C of the 1 MiB at 1 MiB after
     [{ type: 'HASH_REPLY', tag: 0x20, status: 0, rangeDigest: hex56(zeros) }]);
 }
 valid('hash-reply-io-error', 'HASH_REPLY tag 0x21, status 1 IO_ERROR, range digest 0', hashReply(0x21, 1, 0n), [{ type: 'HASH_REPLY', tag: 0x21, status: 1, rangeDigest: hex56(0n) }]);
+valid('resync-channel-announce', 'RESYNC_CHANNEL tag 0x31 on the mirror connection: the primary announces channel token 0x0123456789abcdef (the secondary ACKs tag 0x31)',
+  head(V1 | T.RESYNC_CHANNEL, 0, 0x31, be(0x0123456789abcdefn, 8)), [{ type: 'RESYNC_CHANNEL', tag: 0x31, token: id(0x0123456789abcdefn) }]);
+{
+  // What the secondary receives on a resync channel (section 8.2): the claim, then resync writes
+  // in the large-write form only, seq from 1 and tag = seq mod 2^16.
+  const payload = pattern(65536, 5);
+  const b = [...head(V1 | T.RESYNC_CHANNEL, 0, 0, be(0x0123456789abcdefn, 8)), ...notify(1, 2, 1), ...meta(1, 1048576, payload, EPOCH), ...payload];
+  valid('resync-channel-first-write', 'A resync channel: the claim (RESYNC_CHANNEL tag 0, the announced token), then its first write: 64 KiB at 1 MiB as WRITE_NOTIFY|RESYNC seq 1 tag 1 + WRITE_META + payload', b, [
+    { type: 'RESYNC_CHANNEL', tag: 0, token: id(0x0123456789abcdefn) },
+    { type: 'WRITE_NOTIFY', tag: 1, flags: 2, seq: 1 },
+    { type: 'WRITE_META', tag: 1, offsetBytes: 1048576, lengthBytes: 65536, payloadCrc32c: crc32cSoftware(Uint8Array.from(payload)), epoch: id(EPOCH), payloadHex: hex(payload) },
+  ], oneGiB);
+}
 valid('resync-done', 'RESYNC_DONE tag 0x30: the target now holds generation 0x1111111111111111', resyncDone(0x30, 0x1111111111111111n),
   [{ type: 'RESYNC_DONE', tag: 0x30, generation: id(0x1111111111111111n) }]);
 {

@@ -1,0 +1,32 @@
+// Resync data channel: a resync's region data on a TCP connection of its own, moved by native code
+// on a libuv pool thread at each end (docs/wire-format.md section 8.2), so a region costs the JS
+// threads nothing but its bookkeeping.
+//
+// Sender (primary): one call sends a batch of regions (read from the store, all-zero ones skipped,
+// each as WRITE_NOTIFY + WRITE_META + payload with the RESYNC flag) and waits for their ACKs.
+// Receiver (secondary): one call serves a channel until it ends: verifies every message (head and
+// payload CRC32C, sequence, tag, epoch, range) before writing anything, writes, ACKs.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "store.h"
+
+namespace blockmirror {
+
+// store.resyncSend(fd, buffer, regions, firstSeq, epoch, results, done)
+Napi::Value ResyncSendBatch(const Napi::CallbackInfo& info, const std::shared_ptr<Store>& store);
+// store.resyncReceive(fd, buffer, volumeBytes, epoch, counters, done): the buffer is split into 4
+// slots (receiving one write while the last is written); a write may fill one slot.
+Napi::Value ResyncReceive(const Napi::CallbackInfo& info, const std::shared_ptr<Store>& store);
+// shutdownSocket(fd): wake a channel's blocked reads and writes (both directions shut down).
+Napi::Value ShutdownSocket(const Napi::CallbackInfo& info);
+// closeFd(fd)
+Napi::Value CloseFd(const Napi::CallbackInfo& info);
+// encodeResyncWriteHeads(tag, seq, offset, length, payloadCrc, epoch) -> Buffer of 56 bytes
+// (WRITE_NOTIFY head + WRITE_META): the native encoder, exposed so tests compare it with the codec.
+Napi::Value EncodeResyncWriteHeads(const Napi::CallbackInfo& info);
+
+}  // namespace blockmirror

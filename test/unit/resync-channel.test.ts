@@ -1,0 +1,203 @@
+/**
+ * The resync channel's native ends (native/resync_channel.cc) over a real loopback TCP connection,
+ * with real store files: the native encoder against the codec, a batch sent and written byte for
+ * byte, all-zero ranges skipped, ACKs read one call late, and hostile frames refused with nothing
+ * written.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import fc from 'fast-check';
+import { loadNative } from '../../src/native';
+import { LocalStore } from '../../src/store/local-store';
+import { ResyncChannelSender, socketFd, type ChannelOutcome } from '../../src/peer/resync-channel';
+import { WriteFlag, crc32c, encodeWriteMeta, encodeWriteNotify } from '../../src/wire';
+
+const VOLUME = 8 * 1024 * 1024;
+const EPOCH = 3n;
+const REGION = 64 * 1024;
+
+/** A connected pair of blocking-capable fds (both Node sockets closed, their duplicates kept). */
+async function tcpPair(): Promise<{ a: number; b: number }> {
+  const server = net.createServer({ pauseOnConnect: true });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const client = net.createConnection({ host: '127.0.0.1', port });
+  await new Promise<void>((r) => client.once('connect', r));
+  const peer = await accepted;
+  client.pause();
+  const a = loadNative().duplicateFd(socketFd(client));
+  const b = loadNative().duplicateFd(socketFd(peer));
+  client.destroy();
+  peer.destroy();
+  server.close();
+  return { a, b };
+}
+
+interface Receiver {
+  ended: Promise<{ reason: string; clean: boolean; failed: number }>;
+  counters: Float64Array;
+}
+
+function receive(store: LocalStore, fd: number, epoch = EPOCH): Receiver {
+  const counters = new Float64Array(2);
+  const ended = new Promise<{ reason: string; clean: boolean; failed: number }>((resolve) =>
+    store.resyncReceive(fd, Buffer.alloc(4 * 4 * 1024 * 1024), VOLUME, epoch, counters, (reason, clean, failed) => resolve({ reason, clean, failed })),
+  );
+  return { ended, counters };
+}
+
+function send(sender: ResyncChannelSender, runs: { offsetBytes: number; lengthBytes: number }[]): { outcomes: Promise<ChannelOutcome[]>; ready: Promise<void> } {
+  let ready!: () => void;
+  const readyP = new Promise<void>((r) => (ready = r));
+  const outcomes = new Promise<ChannelOutcome[]>((resolve) => sender.send(runs, (o) => resolve(o), ready));
+  return { outcomes, ready: readyP };
+}
+
+describe('resync channel: native ends', function () {
+  this.timeout(30000);
+  let dir: string;
+  let source: LocalStore;
+  let target: LocalStore;
+
+  beforeEach(function () {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-channel-'));
+    source = LocalStore.open({ path: path.join(dir, 'p.img'), sizeBytes: VOLUME, direct: false });
+    target = LocalStore.open({ path: path.join(dir, 's.img'), sizeBytes: VOLUME, direct: false });
+  });
+  afterEach(function () {
+    source.close();
+    target.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the native encoder of WRITE_NOTIFY + WRITE_META equals the codec, byte for byte', function () {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+        fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+        fc.integer({ min: 1, max: 32 * 1024 * 1024 }),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+        (seq, offset, length, crc, epoch) => {
+          const tag = seq % 65536;
+          const codec = Buffer.concat([encodeWriteNotify(tag, WriteFlag.Resync, seq), encodeWriteMeta(tag, offset, length, crc, epoch)]);
+          assert.deepEqual(loadNative().encodeResyncWriteHeads(tag, seq, offset, length, crc, epoch), codec);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('sends a batch: data regions written byte for byte, all-zero regions skipped, ACKs read by the next call', async function () {
+    const data = Buffer.alloc(VOLUME);
+    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    data.fill(0, 5 * REGION, 6 * REGION); // region 5: zeroes
+    assert.equal(source.writeSync(data, 0), 0);
+    const { a, b } = await tcpPair();
+    const rx = receive(target, b);
+    const sender = new ResyncChannelSender(a, source, EPOCH, 5000, 128 * 1024);
+    const runs = [0, 2, 5, 7].map((r) => ({ offsetBytes: r * REGION, lengthBytes: REGION }));
+    runs.push({ offsetBytes: 9 * REGION, lengthBytes: 2 * REGION }); // a 128 KiB run
+    const first = send(sender, runs);
+    await first.ready;
+    let settled = false;
+    void first.outcomes.then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(settled, false, "a batch's outcomes wait for the ACKs that the next call reads");
+    const second = send(sender, [{ offsetBytes: 100 * REGION, lengthBytes: REGION }]);
+    await second.ready;
+    assert.deepEqual(await first.outcomes, ['acked', 'acked', 'zero', 'acked', 'acked']);
+    await new Promise<void>((r) => sender.drain(r));
+    assert.deepEqual(await second.outcomes, ['acked']);
+    sender.close();
+    const end = await rx.ended;
+    assert.equal(end.clean, true, end.reason);
+    assert.deepEqual(Array.from(rx.counters), [5, 6 * REGION]);
+    const replica = Buffer.alloc(VOLUME);
+    target.readSync(replica, 0);
+    for (const r of [...runs, { offsetBytes: 100 * REGION, lengthBytes: REGION }]) {
+      const expected = r.offsetBytes === 5 * REGION ? Buffer.alloc(REGION) : data.subarray(r.offsetBytes, r.offsetBytes + r.lengthBytes);
+      assert.ok(replica.subarray(r.offsetBytes, r.offsetBytes + r.lengthBytes).equals(expected), `range ${r.offsetBytes}`);
+    }
+    assert.ok(replica.subarray(REGION, 2 * REGION).equals(Buffer.alloc(REGION)), 'nothing written outside the runs');
+  });
+
+  /** Frames a resync write by hand (the codec), then lets `mutate` spoil it. */
+  function frame(seq: number, offset: number, payload: Buffer, mutate: (notify: Buffer, meta: Buffer, payload: Buffer) => void = () => undefined, epoch = EPOCH, flags: number = WriteFlag.Resync): Buffer {
+    const tag = seq % 65536;
+    const notify = encodeWriteNotify(tag, flags, seq);
+    const meta = encodeWriteMeta(tag, offset, payload.length, crc32c(payload), epoch);
+    const body = Buffer.from(payload);
+    mutate(notify, meta, body);
+    return Buffer.concat([notify, meta, body]);
+  }
+
+  const hostile: [string, (payload: Buffer) => Buffer, RegExp][] = [
+    ['a flipped payload byte', (p) => frame(1, 0, p, (_n, _m, b) => (b[100] = b[100]! ^ 1)), /bad payload CRC32C/],
+    ['a flipped WRITE_META byte', (p) => frame(1, 0, p, (_n, m) => (m[20] = m[20]! ^ 1)), /WRITE_META with a bad CRC32C/],
+    ['a stale epoch', (p) => frame(1, 0, p, undefined, EPOCH - 1n), /epoch 2, the connection's epoch is 3/],
+    ['a write without the RESYNC flag', (p) => frame(1, 0, p, undefined, EPOCH, 0), /without the RESYNC flag/],
+    ['a sequence gap', (p) => frame(2, 0, p), /seq 2, expected 1/],
+    ['a write beyond the volume', (p) => frame(1, VOLUME - 4096, p), /beyond the volume/],
+    ['a PING instead of a write', () => Buffer.from('4b000000000000000000000000000000', 'hex'), /expected WRITE_NOTIFY, got message type 11/],
+  ];
+  for (const [name, make, reason] of hostile) {
+    it(`refuses ${name}: the channel ends with a protocol error and nothing is written`, async function () {
+      const { a, b } = await tcpPair();
+      const rx = receive(target, b);
+      const payload = Buffer.alloc(REGION, 0xab);
+      fs.writeSync(a, make(payload));
+      const end = await rx.ended;
+      loadNative().closeFd(a);
+      assert.equal(end.clean, false);
+      assert.match(end.reason, /^protocol error: /);
+      assert.match(end.reason, reason);
+      assert.deepEqual(Array.from(rx.counters), [0, 0]);
+      const replica = Buffer.alloc(VOLUME);
+      target.readSync(replica, 0);
+      assert.ok(replica.equals(Buffer.alloc(VOLUME)), 'the target store is untouched');
+    });
+  }
+
+  it('a valid write before a hostile one is written and ACKed; the hostile one is not', async function () {
+    const { a, b } = await tcpPair();
+    const rx = receive(target, b);
+    const good = Buffer.alloc(REGION, 0x11);
+    const bad = Buffer.alloc(REGION, 0x22);
+    fs.writeSync(a, Buffer.concat([frame(1, 0, good), frame(2, REGION, bad, (_n, _m, p) => (p[0] = p[0]! ^ 1))]));
+    const end = await rx.ended;
+    assert.match(end.reason, /bad payload CRC32C of the resync write at 65536/);
+    const ack = Buffer.alloc(16);
+    assert.equal(fs.readSync(a, ack, 0, 16, null), 16);
+    assert.equal(ack[0]! & 0x3f, 6, 'an ACK');
+    assert.equal(ack.readUInt16BE(2), 1);
+    assert.equal(ack[4], 0);
+    loadNative().closeFd(a);
+    const replica = Buffer.alloc(2 * REGION);
+    target.readSync(replica, 0);
+    assert.ok(replica.subarray(0, REGION).equals(good));
+    assert.ok(replica.subarray(REGION).equals(Buffer.alloc(REGION)));
+  });
+
+  it('a shut-down channel ends a running send at once, and every unacknowledged run fails', async function () {
+    const { a, b } = await tcpPair();
+    // Nobody serves b: the sender blocks once the socket buffers are full.
+    const sender = new ResyncChannelSender(a, source, EPOCH, 20000, 128 * 1024);
+    const runs = Array.from({ length: 200 }, (_v, i) => ({ offsetBytes: (i % 100) * REGION, lengthBytes: REGION }));
+    fs.writeFileSync(path.join(dir, 'fill'), '');
+    source.writeSync(Buffer.alloc(VOLUME, 0x5a), 0);
+    const call = send(sender, runs);
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    sender.close();
+    await call.ready;
+    const outcomes = await call.outcomes;
+    assert.ok(Date.now() - started < 5000, 'the shutdown woke the blocked send');
+    assert.ok(outcomes.every((o) => o === 'failed'), 'nothing was acknowledged');
+    loadNative().closeFd(b);
+  });
+});
