@@ -92,6 +92,43 @@ describe('failures: link cut, resync, verify, metadata', function () {
     assert.ok(identical(nodes.storeA, nodes.storeB), 'replicas differ after a resync with concurrent client writes');
   });
 
+  it('link cut in the middle of a channel resync: both ends drop the channel, and the resync resumes and finishes after healing', async function () {
+    nodes = await startFailoverPair(dir, ns, ['--resync-rate', String(4 * 1024 * 1024)]);
+    const uri = `nbd+unix:///?socket=${nodes.socketA}`;
+    await ns.linkDown();
+    await runOk('fio', ['--name=dirty', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=64k', '--size=32M', '--io_size=16M', '--iodepth=8', '--refill_buffers']);
+    await waitForPeerState(nodes.a, 'degraded', 20_000);
+    await ns.linkUp();
+    let mid = (await nodes.a.status()) as Record<string, any>;
+    for (let i = 0; i < 200 && !(mid.resync.active && mid.resync.bytesDone > 0); i++) {
+      await sleep(20);
+      mid = (await nodes.a.status()) as Record<string, any>;
+    }
+    assert.ok(mid.resync.active && mid.resync.bytesDone > 0, 'the resync is under way');
+    await ns.linkDown();
+    await waitForPeerState(nodes.a, 'degraded', 20_000);
+    let b = (await nodes.b.status()) as Record<string, any>;
+    for (let i = 0; i < 200 && b.mirror.resyncChannelActive; i++) {
+      await sleep(50);
+      b = (await nodes.b.status()) as Record<string, any>;
+    }
+    assert.equal(b.mirror.resyncChannelActive, false, 'the secondary dropped the channel');
+    assert.equal(b.disk.state, 'inconsistent', 'a half-resynced replica says so');
+    let cut = (await nodes.a.status()) as Record<string, any>;
+    for (let i = 0; i < 100 && cut.resync.active; i++) {
+      await sleep(50);
+      cut = (await nodes.a.status()) as Record<string, any>;
+    }
+    assert.equal(cut.resync.active, false, 'the primary stopped its resync');
+    assert.ok(cut.peer.outOfSyncBytes > 0 && cut.peer.outOfSyncBytes < 16 * 1024 * 1024, `part of the data is still out of sync (${cut.peer.outOfSyncBytes})`);
+    await ns.linkUp();
+    const synced = await waitInSync(nodes.a, 60_000);
+    assert.ok(synced.mirror.resyncChannels >= 2, 'the second resync opened a channel of its own');
+    assert.equal((await nodes.a.stop()).code, 0);
+    assert.equal((await nodes.b.stop()).code, 0);
+    assert.ok(identical(nodes.storeA, nodes.storeB), 'replicas differ after the interrupted resync');
+  });
+
   it('bytes flipped in one replica: verify reports exactly those regions, verify --resync repairs them', async function () {
     nodes = await startFailoverPair(dir, ns);
     const uri = `nbd+unix:///?socket=${nodes.socketA}`;
