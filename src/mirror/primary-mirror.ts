@@ -694,6 +694,11 @@ export class PrimaryMirror implements Replicator {
         const complete = await this.resync.run(transport);
         channel?.close();
         if (complete && this.link === link && link.isOpen) this.finishInSync(link);
+        else if (channel?.failure && this.link === link && link.isOpen) {
+          // The mirror connection is fine but the channel failed: reconnect, as after any failure, so
+          // that the regions left out of sync are resynced (section 8.2).
+          link.close(`resync channel failed: ${channel.failure}`);
+        }
       } catch (error) {
         this.log.error(`resync failed: ${(error as Error).message}`);
       } finally {

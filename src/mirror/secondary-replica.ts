@@ -501,27 +501,47 @@ export class SecondaryReplica {
         return;
       }
       this.counters.resyncChannels += 1;
-      const channel = new ResyncChannelReceiver(fd, this.store, this.store.sizeBytes, main.epoch, (reason, clean, failedWrites) => {
-        if (main.channel === channel) main.channel = undefined;
-        this.counters.resyncWrites += channel.counters[0]!;
-        this.counters.resyncBytes += channel.counters[1]!;
-        this.counters.writesApplied += channel.counters[0]!;
-        this.counters.bytesApplied += channel.counters[1]!;
-        if (failedWrites > 0) this.log.error(`resync channel: ${failedWrites} writes failed on the store (the primary was told)`);
-        if (clean) {
-          this.log.info(`resync channel closed: ${channel.counters[0]} writes, ${channel.counters[1]} bytes`);
-          return;
-        }
-        this.log.warn(`resync channel ended: ${reason}`);
-        if (reason.startsWith('protocol error')) this.counters.refusedMessages += 1;
-        main.link.close(`resync channel: ${reason}`);
-      });
+      let channel: ResyncChannelReceiver;
+      try {
+        channel = this.serveResyncChannel(main, fd);
+      } catch (error) {
+        this.log.error(`resync channel: cannot serve it: ${(error as Error).message}`);
+        loadNative().closeFd(fd);
+        main.link.close('resync channel could not be served');
+        return;
+      }
       main.channel = channel;
     };
     persisted.then(start, (error: Error) => {
       this.log.error(`resync channel refused: marking the replica inconsistent failed: ${error.message}`);
       loadNative().closeFd(fd);
     });
+  }
+
+  /** Serve an accepted resync channel natively; its counters join this node's when it ends. */
+  private serveResyncChannel(main: Session, fd: number): ResyncChannelReceiver {
+    const channel = new ResyncChannelReceiver(fd, this.store, this.store.sizeBytes, main.epoch, (reason, clean, failedWrites) => {
+      if (main.channel === channel) main.channel = undefined;
+      const [writes, bytes] = [channel.counters[0]!, channel.counters[1]!];
+      this.counters.resyncWrites += writes;
+      this.counters.resyncBytes += bytes;
+      this.counters.writesApplied += writes;
+      this.counters.bytesApplied += bytes;
+      this.counters.writesLarge += writes;
+      // Each channel write is WRITE_NOTIFY, WRITE_META and its payload (docs/wire-format.md section 12).
+      this.counters.messagesReceived += 2 * writes;
+      this.counters.payloadsReceived += writes;
+      this.counters.payloadBytesReceived += bytes;
+      if (failedWrites > 0) this.log.error(`resync channel: ${failedWrites} writes failed on the store (the primary was told)`);
+      if (clean) {
+        this.log.info(`resync channel closed: ${writes} writes, ${bytes} bytes`);
+        return;
+      }
+      this.log.warn(`resync channel ended: ${reason}`);
+      if (reason.startsWith('protocol error')) this.counters.refusedMessages += 1;
+      main.link.close(`resync channel: ${reason}`);
+    });
+    return channel;
   }
 
   private beforeApply(flags: number): void {

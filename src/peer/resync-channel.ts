@@ -123,6 +123,7 @@ export class ResyncChannelSender {
   private busy = false;
   private closed = false;
   private released = false;
+  private problem: string | null = null;
   private readonly unacked: SentBatch[] = [];
   private readonly buffer: Buffer;
 
@@ -139,6 +140,11 @@ export class ResyncChannelSender {
 
   get isOpen(): boolean {
     return !this.closed;
+  }
+
+  /** Why the channel failed (a read, the socket, a bad or failed ACK), or null. */
+  get failure(): string | null {
+    return this.problem;
   }
 
   /**
@@ -192,7 +198,10 @@ export class ResyncChannelSender {
         if (batch.waiting === 0) batch.done(batch.outcomes, problem);
         else this.unacked.push(batch);
       }
-      if (problem !== null) this.closed = true;
+      if (problem !== null) {
+        this.problem ??= problem;
+        this.closed = true;
+      }
       if (this.closed) {
         for (const b of this.unacked.splice(0)) b.done(b.outcomes, problem ?? 'the resync channel is closed');
         this.release();

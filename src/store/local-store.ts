@@ -132,10 +132,15 @@ export class LocalStore {
       return;
     }
     this.channelOperations += 1;
-    this.native.resyncSend(fd, buffer, regions, firstSeq, epoch, timeoutMs, results, ackFirstSeq, ackResults, (problem, sent) => {
+    try {
+      this.native.resyncSend(fd, buffer, regions, firstSeq, epoch, timeoutMs, results, ackFirstSeq, ackResults, (problem, sent) => {
+        this.channelOperationDone();
+        done(problem, sent);
+      });
+    } catch (error) {
       this.channelOperationDone();
-      done(problem, sent);
-    });
+      throw error;
+    }
   }
 
   /** Serve a resync channel until it ends (NativeStore.resyncReceive); the store stays open meanwhile. */
@@ -146,10 +151,15 @@ export class LocalStore {
       return;
     }
     this.channelOperations += 1;
-    this.native.resyncReceive(fd, buffer, volumeBytes, epoch, counters, (reason, clean, failed) => {
+    try {
+      this.native.resyncReceive(fd, buffer, volumeBytes, epoch, counters, (reason, clean, failed) => {
+        this.channelOperationDone();
+        done(reason, clean, failed);
+      });
+    } catch (error) {
       this.channelOperationDone();
-      done(reason, clean, failed);
-    });
+      throw error;
+    }
   }
 
   private channelOperationDone(): void {
