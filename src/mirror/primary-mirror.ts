@@ -689,6 +689,8 @@ export class PrimaryMirror implements Replicator {
       let channel: ResyncChannelSender | undefined;
       try {
         channel = await this.openResyncChannel(link);
+        // Stopped or disconnected while the channel opened: no resync now (a reconnect starts one).
+        if (this.stopped || this.link !== link || !link.isOpen) return;
         transport.channel = channel;
         this.resyncStarting = false;
         const complete = await this.resync.run(transport);
@@ -696,7 +698,7 @@ export class PrimaryMirror implements Replicator {
         if (complete && this.link === link && link.isOpen) this.finishInSync(link);
         else if (channel?.failure && this.link === link && link.isOpen) {
           // The mirror connection is fine but the channel failed: reconnect, as after any failure, so
-          // that the regions left out of sync are resynced (section 8.2).
+          // that the regions left out of sync are resynced (docs/wire-format.md section 8.2).
           link.close(`resync channel failed: ${channel.failure}`);
         }
       } catch (error) {
@@ -711,9 +713,9 @@ export class PrimaryMirror implements Replicator {
   }
 
   /**
-   * A resync channel to the secondary (docs/wire-format.md section 8.2) when both ends support it and the resync can use
-   * it (not in checksum mode, a page-cache store, regions of at most 4 MiB); undefined otherwise or
-   * when opening it fails, and the resync then runs on the mirror connection alone.
+   * A resync channel to the secondary (docs/wire-format.md section 8.2) when both ends support it
+   * and the resync can use it (not in checksum mode, a page-cache store, regions of at most 4 MiB);
+   * undefined otherwise or when opening it fails: the resync then runs on the mirror connection.
    */
   private async openResyncChannel(link: PeerLink): Promise<ResyncChannelSender | undefined> {
     const maxRunBytes = Math.max(this.meta.dirty.regionBytes, DATA_RUN_BYTES_MAX);

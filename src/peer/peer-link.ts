@@ -17,7 +17,7 @@ import {
 } from '../wire';
 import { loadNative } from '../native';
 import type { PeerReceiver } from './peer-receiver';
-import { socketFd } from './resync-channel';
+import { socketFd } from '../util/socket-fd';
 
 export interface PeerLinkHandlers {
   /** A decoded, validated message (PING/PONG are handled here and not passed on). Runs on the JS thread. */

@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import { FrameReader } from '../wire';
 import { ReceiveSlabs } from './receive-slabs';
 import { loadNative } from '../native';
-import { socketFd } from './resync-channel';
+import { socketFd } from '../util/socket-fd';
 
 export class PeerReceiver {
   readonly reader = new FrameReader();

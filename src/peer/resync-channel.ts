@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { AckStatus, HEAD_BYTES, MessageType, decodeMessage, encodeResyncChannel } from '../wire';
 import { loadNative } from '../native';
 import type { LocalStore } from '../store/local-store';
+import { socketFd } from '../util/socket-fd';
 
 /** Largest write on a resync channel: both ends size their buffer for it (regions up to 4 MiB). */
 export const RESYNC_CHANNEL_WRITE_BYTES_MAX = 4 * 1024 * 1024;
@@ -38,13 +39,6 @@ export interface ChannelRun {
 export function newChannelToken(): bigint {
   const token = randomBytes(8).readBigUInt64BE(0);
   return token === 0n ? 1n : token;
-}
-
-/** The fd under a connected net.Socket. */
-export function socketFd(socket: net.Socket): number {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (fd === undefined || fd < 0) throw new Error('the socket has no file descriptor');
-  return fd;
 }
 
 /**

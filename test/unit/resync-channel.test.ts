@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { loadNative } from '../../src/native';
 import { LocalStore } from '../../src/store/local-store';
-import { ResyncChannelSender, socketFd, type ChannelOutcome } from '../../src/peer/resync-channel';
+import { ResyncChannelSender, type ChannelOutcome } from '../../src/peer/resync-channel';
+import { socketFd } from '../../src/util/socket-fd';
 import { WriteFlag, crc32c, encodeWriteMeta, encodeWriteNotify } from '../../src/wire';
 
 const VOLUME = 8 * 1024 * 1024;
