@@ -29,7 +29,8 @@ commands:
         [--keepalive-timeout MS] [--control PATH]
                                            keep a replica of the primary's volume (--peer and --nbd-socket
                                            are used once promoted)
-  pair options: [--region-size BYTES] [--resync-rate BYTES/s] [--resync-checksum] [--force-new-metadata]
+  pair options: [--region-size BYTES] [--resync-rate BYTES/s] [--resync-checksum] [--no-resync-channel]
+        [--force-new-metadata]
   promote --control PATH [--force]         make a secondary primary (refused while its peer is primary)
   demote --control PATH                    make a primary secondary (stops serving)
   verify --control PATH [--resync] [--json] compare every region with the peer; --resync repairs mismatches
@@ -59,6 +60,7 @@ const NODE_OPTIONS: OptionSpec = {
   'keepalive-timeout': 'string',
   'resync-rate': 'string',
   'resync-checksum': 'boolean',
+  'no-resync-channel': 'boolean',
   'force-new-metadata': 'boolean',
 };
 
@@ -133,6 +135,7 @@ const MODE_ONLY: Record<string, NodeMode[]> = {
   'region-size': PAIR,
   'resync-rate': PAIR,
   'resync-checksum': PAIR,
+  'no-resync-channel': PAIR,
   'force-new-metadata': PAIR,
   listen: PAIR,
   'keepalive-timeout': PAIR,
@@ -279,6 +282,7 @@ async function up(args: string[]): Promise<number | undefined> {
       regionBytes: 64 * 1024,
       resyncRateBytesPerSecond: 0,
       resyncChecksum: false,
+      resyncChannel: true,
       forceNewMetadata: false,
     },
   });
@@ -366,6 +370,7 @@ function pairOptions(options: ParsedOptions): PairOptions {
     regionBytes,
     resyncRateBytesPerSecond: rateText === undefined ? 0 : sizeOption(rateText),
     resyncChecksum: flag(options, 'resync-checksum'),
+    resyncChannel: !flag(options, 'no-resync-channel'),
     forceNewMetadata: flag(options, 'force-new-metadata'),
   };
 }

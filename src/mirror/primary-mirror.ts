@@ -74,6 +74,8 @@ export interface PrimaryMirrorOptions {
   reconnectDelayMs: number;
   resyncRateBytesPerSecond: number;
   resyncChecksum: boolean;
+  /** Open a resync channel when the secondary offers one (false: everything on the mirror connection). */
+  resyncChannel: boolean;
 }
 
 /** Why the primary must not serve: the peer is a newer primary, or holds newer data. */
@@ -719,7 +721,7 @@ export class PrimaryMirror implements Replicator {
    */
   private async openResyncChannel(link: PeerLink): Promise<ResyncChannelSender | undefined> {
     const maxRunBytes = Math.max(this.meta.dirty.regionBytes, DATA_RUN_BYTES_MAX);
-    if ((this.peerFeatures & Feature.ResyncChannel) === 0n || this.options.resyncChecksum || this.store.direct || maxRunBytes > RESYNC_CHANNEL_WRITE_BYTES_MAX) return undefined;
+    if (!this.options.resyncChannel || (this.peerFeatures & Feature.ResyncChannel) === 0n || this.options.resyncChecksum || this.store.direct || maxRunBytes > RESYNC_CHANNEL_WRITE_BYTES_MAX) return undefined;
     const token = newChannelToken();
     const timeoutMs = this.options.keepaliveTimeoutMs;
     try {

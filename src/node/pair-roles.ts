@@ -129,6 +129,7 @@ export class PairRoles {
         reconnectDelayMs: RECONNECT_DELAY_MS,
         resyncRateBytesPerSecond: this.options.resyncRateBytesPerSecond,
         resyncChecksum: this.options.resyncChecksum,
+        resyncChannel: this.options.resyncChannel,
       },
       this.meta,
       this.node.store,

@@ -46,6 +46,8 @@ export interface PairOptions {
   regionBytes: number;
   resyncRateBytesPerSecond: number;
   resyncChecksum: boolean;
+  /** Move resync data over a resync channel when the peer offers one (docs/wire-format.md 8.2). */
+  resyncChannel: boolean;
   /** Replace the metadata file (the store's content becomes unknown: the peer will full-sync it). */
   forceNewMetadata: boolean;
 }

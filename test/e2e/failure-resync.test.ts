@@ -129,6 +129,24 @@ describe('failures: link cut, resync, verify, metadata', function () {
     assert.ok(identical(nodes.storeA, nodes.storeB), 'replicas differ after the interrupted resync');
   });
 
+  it('--no-resync-channel: the resync runs on the mirror connection alone, and the replicas end identical', async function () {
+    nodes = await startFailoverPair(dir, ns, ['--no-resync-channel']);
+    const uri = `nbd+unix:///?socket=${nodes.socketA}`;
+    await ns.linkDown();
+    await runOk('fio', ['--name=dirty', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=64k', '--size=32M', '--io_size=8M', '--iodepth=8', '--refill_buffers']);
+    await waitForPeerState(nodes.a, 'degraded', 20_000);
+    await ns.linkUp();
+    const synced = await waitInSync(nodes.a, 60_000);
+    assert.equal(synced.resync.bytesSent, 8 * 1024 * 1024);
+    assert.equal(synced.mirror.resyncChannels, 0, 'no channel was opened');
+    const b = (await nodes.b.status()) as Record<string, any>;
+    assert.equal(b.mirror.resyncChannels, 0);
+    assert.equal(b.mirror.resyncBytes, 8 * 1024 * 1024, 'the data came on the mirror connection');
+    assert.equal((await nodes.a.stop()).code, 0);
+    assert.equal((await nodes.b.stop()).code, 0);
+    assert.ok(identical(nodes.storeA, nodes.storeB), 'replicas differ after a resync on the mirror connection');
+  });
+
   it('bytes flipped in one replica: verify reports exactly those regions, verify --resync repairs them', async function () {
     nodes = await startFailoverPair(dir, ns);
     const uri = `nbd+unix:///?socket=${nodes.socketA}`;
