@@ -14,7 +14,7 @@ import { loadNative } from '../../src/native';
 import { LocalStore } from '../../src/store/local-store';
 import { ResyncChannelSender, type ChannelOutcome } from '../../src/peer/resync-channel';
 import { socketFd } from '../../src/util/socket-fd';
-import { WriteFlag, crc32c, encodeWriteMeta, encodeWriteNotify } from '../../src/wire';
+import { AckStatus, WriteFlag, crc32c, encodeAck, encodeWriteMeta, encodeWriteNotify } from '../../src/wire';
 
 const VOLUME = 8 * 1024 * 1024;
 const EPOCH = 3n;
@@ -182,6 +182,24 @@ describe('resync channel: native ends', function () {
     target.readSync(replica, 0);
     assert.ok(replica.subarray(0, REGION).equals(good));
     assert.ok(replica.subarray(REGION).equals(Buffer.alloc(REGION)));
+  });
+
+  it('an ACK with an error status fails its run and the channel, with the reason', async function () {
+    source.writeSync(Buffer.alloc(2 * REGION, 0x77), 0);
+    const { a, b } = await tcpPair();
+    const sender = new ResyncChannelSender(a, source, EPOCH, 5000, REGION);
+    const first = send(sender, [{ offsetBytes: 0, lengthBytes: REGION }, { offsetBytes: REGION, lengthBytes: REGION }]);
+    await first.ready;
+    // A peer whose disk failed: it reads both writes and answers OK, then IO_ERROR.
+    const frames = Buffer.alloc(2 * (56 + REGION));
+    let got = 0;
+    while (got < frames.length) got += fs.readSync(b, frames, got, frames.length - got, null);
+    fs.writeSync(b, Buffer.concat([encodeAck(1, AckStatus.Ok), encodeAck(2, AckStatus.IoError)]));
+    await new Promise<void>((r) => sender.drain(r));
+    assert.deepEqual(await first.outcomes, ['acked', 'failed']);
+    assert.match(String(sender.failure), /could not write region data \(ACK status 1\)/);
+    assert.equal(sender.isOpen, false);
+    loadNative().closeFd(b);
   });
 
   it('a shut-down channel ends a running send at once, and every unacknowledged run fails', async function () {
