@@ -37,6 +37,22 @@ describe('failures: link cut, resync, verify, metadata', function () {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Cut the link, write `ioSize` of random 64 KiB blocks in the first `size` of the volume through the primary, wait until it is degraded; returns its NBD URI. */
+  async function dirtyWhileLinkDown(pair: FailoverNodes, size: string, ioSize: string): Promise<string> {
+    const uri = `nbd+unix:///?socket=${pair.socketA}`;
+    await ns.linkDown();
+    await runOk('fio', ['--name=dirty', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=64k', `--size=${size}`, `--io_size=${ioSize}`, '--iodepth=8', '--refill_buffers']);
+    await waitForPeerState(pair.a, 'degraded', 20_000);
+    return uri;
+  }
+
+  /** Both nodes stop cleanly and their stores are byte-identical. */
+  async function stopBothAndCompare(pair: FailoverNodes, message: string): Promise<void> {
+    assert.equal((await pair.a.stop()).code, 0);
+    assert.equal((await pair.b.stop()).code, 0);
+    assert.ok(identical(pair.storeA, pair.storeB), message);
+  }
+
   it('link cut during fio: no failed I/O; after healing only the dirty regions are resynced and the replicas are identical', async function () {
     nodes = await startFailoverPair(dir, ns);
     const uri = `nbd+unix:///?socket=${nodes.socketA}`;
@@ -73,10 +89,7 @@ describe('failures: link cut, resync, verify, metadata', function () {
   it('client writes during a resync over the channel, to the regions being resynced: fio verify passes and the replicas end identical', async function () {
     // A slow resync (rate limit) so that the client's writes meet regions still in flight on the channel.
     nodes = await startFailoverPair(dir, ns, ['--resync-rate', String(8 * 1024 * 1024)]);
-    const uri = `nbd+unix:///?socket=${nodes.socketA}`;
-    await ns.linkDown();
-    await runOk('fio', ['--name=dirty', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=64k', '--size=16M', '--io_size=12M', '--iodepth=8', '--refill_buffers']);
-    await waitForPeerState(nodes.a, 'degraded', 20_000);
+    const uri = await dirtyWhileLinkDown(nodes, '16M', '12M');
     await ns.linkUp();
     await waitForPeerState(nodes.a, 'connected', 20_000);
     let before = (await nodes.a.status()) as Record<string, any>;
@@ -87,17 +100,12 @@ describe('failures: link cut, resync, verify, metadata', function () {
     assert.ok(mid.resync.active || mid.resync.bytesDone < 12 * 1024 * 1024, 'the client wrote while regions were still being resynced');
     const synced = await waitInSync(nodes.a, 60_000);
     assert.ok(synced.mirror.resyncChannels >= 1, 'the resync used a channel');
-    assert.equal((await nodes.a.stop()).code, 0);
-    assert.equal((await nodes.b.stop()).code, 0);
-    assert.ok(identical(nodes.storeA, nodes.storeB), 'replicas differ after a resync with concurrent client writes');
+    await stopBothAndCompare(nodes, 'replicas differ after a resync with concurrent client writes');
   });
 
   it('link cut in the middle of a channel resync: both ends drop the channel, and the resync resumes and finishes after healing', async function () {
     nodes = await startFailoverPair(dir, ns, ['--resync-rate', String(4 * 1024 * 1024)]);
-    const uri = `nbd+unix:///?socket=${nodes.socketA}`;
-    await ns.linkDown();
-    await runOk('fio', ['--name=dirty', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=64k', '--size=32M', '--io_size=16M', '--iodepth=8', '--refill_buffers']);
-    await waitForPeerState(nodes.a, 'degraded', 20_000);
+    await dirtyWhileLinkDown(nodes, '32M', '16M');
     await ns.linkUp();
     let mid = (await nodes.a.status()) as Record<string, any>;
     for (let i = 0; i < 200 && !(mid.resync.active && mid.resync.bytesDone > 0); i++) {
@@ -124,17 +132,12 @@ describe('failures: link cut, resync, verify, metadata', function () {
     await ns.linkUp();
     const synced = await waitInSync(nodes.a, 60_000);
     assert.ok(synced.mirror.resyncChannels >= 2, 'the second resync opened a channel of its own');
-    assert.equal((await nodes.a.stop()).code, 0);
-    assert.equal((await nodes.b.stop()).code, 0);
-    assert.ok(identical(nodes.storeA, nodes.storeB), 'replicas differ after the interrupted resync');
+    await stopBothAndCompare(nodes, 'replicas differ after the interrupted resync');
   });
 
   it('--no-resync-channel: the resync runs on the mirror connection alone, and the replicas end identical', async function () {
     nodes = await startFailoverPair(dir, ns, ['--no-resync-channel']);
-    const uri = `nbd+unix:///?socket=${nodes.socketA}`;
-    await ns.linkDown();
-    await runOk('fio', ['--name=dirty', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=64k', '--size=32M', '--io_size=8M', '--iodepth=8', '--refill_buffers']);
-    await waitForPeerState(nodes.a, 'degraded', 20_000);
+    await dirtyWhileLinkDown(nodes, '32M', '8M');
     await ns.linkUp();
     const synced = await waitInSync(nodes.a, 60_000);
     assert.equal(synced.resync.bytesSent, 8 * 1024 * 1024);
@@ -142,9 +145,7 @@ describe('failures: link cut, resync, verify, metadata', function () {
     const b = (await nodes.b.status()) as Record<string, any>;
     assert.equal(b.mirror.resyncChannels, 0);
     assert.equal(b.mirror.resyncBytes, 8 * 1024 * 1024, 'the data came on the mirror connection');
-    assert.equal((await nodes.a.stop()).code, 0);
-    assert.equal((await nodes.b.stop()).code, 0);
-    assert.ok(identical(nodes.storeA, nodes.storeB), 'replicas differ after a resync on the mirror connection');
+    await stopBothAndCompare(nodes, 'replicas differ after a resync on the mirror connection');
   });
 
   it('bytes flipped in one replica: verify reports exactly those regions, verify --resync repairs them', async function () {
