@@ -478,6 +478,10 @@ export class SecondaryReplica {
     if (main === undefined || main === claim || !main.accepted || !main.link.isOpen || main.channelToken === undefined || main.channelToken !== token) {
       return this.refuse(claim, 'a resync channel claim that matches no announcement of the connected primary');
     }
+    if (claim.link.socket.remoteAddress !== main.link.socket.remoteAddress) {
+      // The token travels in clear text: a claim must also come from the primary's own address.
+      return this.refuse(claim, `a resync channel claim from ${claim.link.remoteAddress}, not from the primary's address ${main.link.remoteAddress}`);
+    }
     main.channelToken = undefined;
     let fd: number;
     try {

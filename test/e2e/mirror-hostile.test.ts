@@ -141,6 +141,31 @@ describe('mirror: hostile peer frames', function () {
     replicaUntouched();
   });
 
+  it('a resync channel claim with the right token from another address is refused; the mirror connection stays', async function () {
+    const main = net.createConnection({ host: '127.0.0.1', port, localAddress: '127.0.0.1' });
+    const mainSeen = watch(main);
+    await new Promise((resolve) => main.once('connect', resolve));
+    main.write(hello());
+    const until = async (pred: () => boolean): Promise<void> => {
+      for (let i = 0; i < 200 && !pred(); i++) await sleep(20);
+      assert.ok(pred(), 'timed out');
+    };
+    await until(() => mainSeen.messages.some((m) => m.ok && m.value.type === MessageType.HelloReply));
+    const token = 0x1111222233334444n;
+    main.write(encodeResyncChannel(9, token));
+    await until(() => mainSeen.messages.some((m) => m.ok && m.value.type === MessageType.Ack && m.value.tag === 9));
+    const intruder = net.createConnection({ host: '127.0.0.1', port, localAddress: '127.0.0.2' });
+    const intruderSeen = watch(intruder);
+    await new Promise((resolve) => intruder.once('connect', resolve));
+    intruder.write(encodeResyncChannel(0, token));
+    await intruderSeen.closed;
+    assert.equal(intruderSeen.messages.length, 0, 'no answer to a claim from another address');
+    assert.equal(main.destroyed, false, 'the mirror connection is untouched');
+    main.destroy();
+    await mainSeen.closed;
+    replicaUntouched();
+  });
+
   it('a hostile write on an accepted resync channel: nothing written, the channel and the mirror connection are dropped', async function () {
     const main = net.createConnection({ host: '127.0.0.1', port });
     const mainSeen = watch(main);
