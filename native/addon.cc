@@ -81,7 +81,7 @@ Napi::Value WithHeldReplies(const Napi::CallbackInfo& info) {
 // socket (for example in a net.Socket that reads into caller-owned memory) and close the original.
 Napi::Value DuplicateFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !IsIntegerInRange(info[0], 0, 2147483647.0)) {
+  if (info.Length() < 1 || !IsFd(info[0])) {
     ThrowArgError(env, "duplicateFd(fd) expected");
     return env.Undefined();
   }

@@ -37,4 +37,6 @@ bool IsIntegerInRange(Napi::Value value, double min, double max) {
   return std::isfinite(d) && std::floor(d) == d && d >= min && d <= max;
 }
 
+bool IsFd(Napi::Value value) { return IsIntegerInRange(value, 0, 2147483647.0); }
+
 }  // namespace blockmirror

@@ -15,6 +15,9 @@ bool GetBytes(Napi::Value value, uint8_t** data, size_t* length);
 // Whether value is an integral number in [min, max].
 bool IsIntegerInRange(Napi::Value value, double min, double max);
 
+// Whether value can be a file descriptor (an integer in 0..2^31-1).
+bool IsFd(Napi::Value value);
+
 // Largest integer a double represents exactly (2^53 - 1).
 constexpr double kJsSafeIntegerMax = 9007199254740991.0;
 

@@ -468,10 +468,10 @@ export class SecondaryReplica {
 
   /** Resync traffic makes this replica inconsistent until RESYNC_DONE: recorded durably before it lands. */
   /**
-   * A new connection claims to be the resync channel of the primary's session: with the token that
-   * session announced, it becomes one (native code serves it from here; docs/wire-format.md section 8.2), otherwise it is
-   * refused. The replica is marked inconsistent (durably) before the claim is answered, since the
-   * primary sends nothing on the channel before that answer.
+   * A new connection claims to be the resync channel of the primary's session (docs/wire-format.md
+   * section 8.2): with the token that session announced, from its address, it becomes one (native
+   * code serves it from here); otherwise it is refused. The replica is marked inconsistent (durably)
+   * before the claim is answered, since the primary sends nothing on the channel before that answer.
    */
   private attachResyncChannel(claim: Session, tag: number, token: bigint): void {
     const main = this.session;
