@@ -55,6 +55,7 @@ import type { MirrorMetadata } from './mirror-metadata';
 import type { LocalStore } from '../store/local-store';
 import type { RangeGate } from '../range-gate';
 import type { Logger } from '../util/log';
+import { CompletionTracker } from './completion-tracker';
 
 export type MirrorMode = 'sync' | 'async';
 export type PeerState = 'connecting' | 'connected' | 'degraded';
@@ -121,7 +122,7 @@ export class PrimaryMirror implements Replicator {
   private freeTags: number[] = [];
   private nextSeq = 1;
   private completeThroughSeq = 0;
-  private ackedAhead = new Set<number>();
+  private readonly completion = new CompletionTracker();
   /** The last WRITE_COMPLETE sent, and the timer that sends a due one when no other message carries it. */
   private completeSentThroughSeq = 0;
   private completeTimer: NodeJS.Timeout | undefined;
@@ -652,7 +653,7 @@ export class PrimaryMirror implements Replicator {
     this.completeSentThroughSeq = 0;
     if (this.completeTimer !== undefined) clearTimeout(this.completeTimer);
     this.completeTimer = undefined;
-    this.ackedAhead.clear();
+    this.completion.reset();
     this.lastConnectFailure = '';
     link.limits = { volumeSizeBytes: this.options.volumeSizeBytes, inlineThresholdBytes: this.options.inlineThresholdBytes };
     if (this.meta.generations.current === GENERATION_EMPTY) {
@@ -810,11 +811,7 @@ export class PrimaryMirror implements Replicator {
    * after WRITE_COMPLETE_DELAY_MS when nothing else is sent.
    */
   private noteComplete(link: PeerLink, seq: number): void {
-    this.ackedAhead.add(seq);
-    while (this.ackedAhead.has(this.completeThroughSeq + 1)) {
-      this.ackedAhead.delete(this.completeThroughSeq + 1);
-      this.completeThroughSeq += 1;
-    }
+    this.completeThroughSeq = this.completion.complete(seq);
     if (this.completeThroughSeq <= this.completeSentThroughSeq || this.completeTimer !== undefined) return;
     this.completeTimer = setTimeout(() => {
       this.completeTimer = undefined;
@@ -852,7 +849,7 @@ export class PrimaryMirror implements Replicator {
     this.hashWaiters.clear();
     this.freeTags = [];
     for (let t = TAG_COUNT - 1; t >= 0; t--) this.freeTags.push(t);
-    this.ackedAhead.clear();
+    this.completion.reset();
     this.lagBytes = 0;
     const waiters = this.windowWaiters;
     this.windowWaiters = [];

@@ -38,6 +38,7 @@ import { helloFields } from './hello';
 import { afterResyncTarget } from './sync-decision';
 import type { MirrorMetadata } from './mirror-metadata';
 import type { Logger } from '../util/log';
+import { CompletionTracker } from './completion-tracker';
 
 /** Receive slabs a secondary keeps from its start: a 102 MiB resync used two. */
 const RECEIVE_RESERVED_SLABS = 2;
@@ -60,10 +61,12 @@ interface Session {
   awaiting: { tag: number; flags: number; offsetBytes: number; lengthBytes: number; inline: WriteInlineMessage | undefined; head: Buffer | undefined; meta: WriteMetaMessage | undefined } | undefined;
   pendingNotify: { tag: number; flags: number } | undefined;
   nextSeq: number;
-  /** Operations received and not yet applied (for FLUSH ordering). */
-  inFlight: Set<number>;
+  /** Operations are numbered from 1 as received; which of them are applied (for FLUSH ordering). */
+  applied: CompletionTracker;
   nextOpId: number;
-  flushWaiters: { waitFor: Set<number>; run: () => void }[];
+  appliedCount: number;
+  /** Each runs once every operation up to and including `afterOpId` is applied, in arrival order. */
+  flushWaiters: { afterOpId: number; run: () => void }[];
   /** The token the primary announced for its next resync channel (one claim only). */
   channelToken: bigint | undefined;
   /** This session's resync channel while it runs. */
@@ -186,7 +189,7 @@ export class SecondaryReplica {
       copiedBytesPerPayloadByte: payloadBytes > 0 ? copied / payloadBytes : 0,
       messagesPerWrite: writes > 0 ? (c.messagesReceived + c.payloadsReceived) / writes : 0,
       wakeupsPerWrite: writes > 0 ? wakeups / writes : 0,
-      inFlight: this.session?.inFlight.size ?? 0,
+      inFlight: this.session === undefined ? 0 : this.session.nextOpId - 1 - this.session.appliedCount,
       /** The current connection's receive memory (slabs allocated, reused, idle; payloads holding one). */
       receiveSlabs: live?.receiveStats ?? null,
       confirmedThroughSeq: this.confirmedThroughSeq,
@@ -215,7 +218,8 @@ export class SecondaryReplica {
       awaiting: undefined,
       pendingNotify: undefined,
       nextSeq: 1,
-      inFlight: new Set(),
+      applied: new CompletionTracker(),
+      appliedCount: 0,
       nextOpId: 1,
       flushWaiters: [],
       channelToken: undefined,
@@ -564,7 +568,6 @@ export class SecondaryReplica {
   /** Apply one operation in order against overlapping ones, then ACK its tag. */
   private apply(session: Session, tag: number, offsetBytes: number, lengthBytes: number, fua: boolean, run: (done: (result: number) => void) => void, payloadBytes = 0): void {
     const opId = session.nextOpId++;
-    session.inFlight.add(opId);
     const persisted = this.pendingPersist;
     this.gate.enter(offsetBytes, lengthBytes, (release) => {
       const go = (): void => run((result) => {
@@ -592,23 +595,16 @@ export class SecondaryReplica {
   }
 
   private opDone(session: Session, opId: number): void {
-    session.inFlight.delete(opId);
-    if (session.flushWaiters.length === 0) return;
-    const ready: (() => void)[] = [];
-    session.flushWaiters = session.flushWaiters.filter((w) => {
-      w.waitFor.delete(opId);
-      if (w.waitFor.size === 0) {
-        ready.push(w.run);
-        return false;
-      }
-      return true;
-    });
-    for (const run of ready) run();
+    session.appliedCount += 1;
+    const through = session.applied.complete(opId);
+    // Waiters are in arrival order, so their afterOpId only grows.
+    while (session.flushWaiters.length > 0 && session.flushWaiters[0]!.afterOpId <= through) session.flushWaiters.shift()!.run();
   }
 
   /** Run `action` once every operation received before it has been applied (FLUSH, HASH_REQUEST, RESYNC_DONE). */
   private flushAfterEarlierOps(session: Session, action: () => void): void {
-    if (session.inFlight.size === 0) action();
-    else session.flushWaiters.push({ waitFor: new Set(session.inFlight), run: action });
+    const afterOpId = session.nextOpId - 1;
+    if (session.applied.completeThrough >= afterOpId) action();
+    else session.flushWaiters.push({ afterOpId, run: action });
   }
 }
