@@ -135,6 +135,45 @@ describe('failures: link cut, resync, verify, metadata', function () {
     await stopBothAndCompare(nodes, 'replicas differ after the interrupted resync');
   });
 
+  it('the secondary\'s disk fills up during a channel resync: the channel fails with the reason, the primary reconnects and keeps the rest out of sync; with space freed the resync finishes', async function () {
+    // B's store lives on a small tmpfs, so that its writes fail with ENOSPC part way.
+    const small = path.join(dir, 'small');
+    fs.mkdirSync(small);
+    await runOk('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', small]);
+    try {
+      fs.closeSync(fs.openSync(path.join(small, 'b.img'), 'w'));
+      fs.truncateSync(path.join(small, 'b.img'), 64 * 1024 * 1024);
+      fs.symlinkSync(path.join(small, 'b.img'), path.join(dir, 'b.img'));
+      nodes = await startFailoverPair(dir, ns);
+      // Leave about 10 MiB free, then dirty 24 MiB on the primary.
+      fs.writeFileSync(path.join(small, 'filler'), Buffer.alloc(30 * 1024 * 1024, 1));
+      await dirtyWhileLinkDown(nodes, '64M', '24M');
+      await ns.linkUp();
+      let a = (await nodes.a.status()) as Record<string, any>;
+      for (let i = 0; i < 300 && !(a.mirror.resyncChannels >= 2 && /could not write region data/.test(nodes.a.stderr)); i++) {
+        await sleep(50);
+        a = (await nodes.a.status()) as Record<string, any>;
+      }
+      assert.match(nodes.a.stderr, /resync channel: the peer could not write region data \(ACK status/, 'the primary says why the channel failed');
+      assert.match(nodes.b.stderr, /resync channel: \d+ writes failed on the store \(the primary was told\)/, 'the secondary says why');
+      assert.match(nodes.a.stderr, /resync interrupted/, 'the failed channel ended that resync');
+      assert.ok(a.mirror.resyncChannels >= 2, `the primary reconnected and tried again with a new channel (${a.mirror.resyncChannels} channels)`);
+      assert.ok(a.peer.outOfSyncBytes > 0, 'what the secondary could not write is still out of sync');
+      const b = (await nodes.b.status()) as Record<string, any>;
+      assert.equal(b.disk.state, 'inconsistent', 'the secondary knows its replica is not usable');
+      fs.rmSync(path.join(small, 'filler'));
+      const synced = await waitInSync(nodes.a, 60_000);
+      assert.equal(synced.peer.state, 'connected');
+      await stopBothAndCompare(nodes, 'replicas differ after the resync that ran out of space');
+      nodes = undefined;
+    } finally {
+      await nodes?.a.stop();
+      await nodes?.b.stop();
+      nodes = undefined;
+      await run('umount', [small]);
+    }
+  });
+
   it('--no-resync-channel: the resync runs on the mirror connection alone, and the replicas end identical', async function () {
     nodes = await startFailoverPair(dir, ns, ['--no-resync-channel']);
     await dirtyWhileLinkDown(nodes, '32M', '8M');
