@@ -29,6 +29,12 @@ export const KEEPALIVE_TIMEOUT_MS_DEFAULT = 5000;
  * nothing, and every retry saved shortens the time the pair runs without a second copy.
  */
 export const RECONNECT_DELAY_MS = 250;
+/**
+ * Resyncs that keep ending unfinished (the secondary's disk is full, the link fails again and
+ * again) double that delay each time, up to this: a peer that cannot take the data is retried
+ * every few seconds rather than four times a second, and one finished resync restores the 250 ms.
+ */
+export const RECONNECT_BACKOFF_MAX_MS = 8000;
 /** Largest volume we serve: offsets must stay exact in a JS number. */
 export const VOLUME_BYTES_MAX = 2 ** 50;
 

@@ -56,6 +56,7 @@ import type { LocalStore } from '../store/local-store';
 import type { RangeGate } from '../range-gate';
 import type { Logger } from '../util/log';
 import { CompletionTracker } from './completion-tracker';
+import { RECONNECT_BACKOFF_MAX_MS } from '../limits';
 
 export type MirrorMode = 'sync' | 'async';
 export type PeerState = 'connecting' | 'connected' | 'degraded';
@@ -127,6 +128,13 @@ export class PrimaryMirror implements Replicator {
   private completeSentThroughSeq = 0;
   private completeTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /**
+   * Resyncs in a row that ended unfinished (a full disk on the secondary, a link that keeps
+   * failing): each doubles the wait before the next reconnect, up to RECONNECT_BACKOFF_MAX_MS, so
+   * a peer that cannot take the data is not hammered (nor the log flooded) four times a second.
+   * A finished resync resets it.
+   */
+  private resyncFailuresInARow = 0;
   private ackTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private lagBytes = 0;
@@ -292,6 +300,8 @@ export class PrimaryMirror implements Replicator {
       splitBrain: this.splitBrain,
       address: `${this.options.peerHost}:${this.options.peerPort}`,
       outOfSyncBytes: this.meta.dirty.dirtyBytes,
+      resyncFailuresInARow: this.resyncFailuresInARow,
+      reconnectDelayMs: this.reconnectDelayMs(),
     };
   }
 
@@ -698,6 +708,8 @@ export class PrimaryMirror implements Replicator {
         this.resyncStarting = false;
         const complete = await this.resync.run(transport);
         channel?.close();
+        if (complete) this.resyncFailuresInARow = 0;
+        else if (!this.stopped) this.resyncFailuresInARow += 1;
         if (complete && this.link === link && link.isOpen) this.finishInSync(link);
         else if (channel?.failure && this.link === link && link.isOpen) {
           // The mirror connection is fine but the channel failed: reconnect, as after any failure, so
@@ -892,8 +904,14 @@ export class PrimaryMirror implements Replicator {
 
   private scheduleReconnect(): void {
     if (this.stopped || this.reconnectTimer !== undefined) return;
-    this.reconnectTimer = setTimeout(() => this.connect(), this.options.reconnectDelayMs);
+    this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectDelayMs());
     this.reconnectTimer.unref();
+  }
+
+  /** The wait before the next reconnect: the base delay, doubled for each resync in a row that ended unfinished. */
+  private reconnectDelayMs(): number {
+    if (this.resyncFailuresInARow <= 1) return this.options.reconnectDelayMs;
+    return Math.min(RECONNECT_BACKOFF_MAX_MS, this.options.reconnectDelayMs * 2 ** Math.min(this.resyncFailuresInARow - 1, 16));
   }
 
   /** A write unacknowledged for longer than ackTimeoutMs means the peer stalled: go degraded. */

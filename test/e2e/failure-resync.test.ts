@@ -135,7 +135,7 @@ describe('failures: link cut, resync, verify, metadata', function () {
     await stopBothAndCompare(nodes, 'replicas differ after the interrupted resync');
   });
 
-  it('the secondary\'s disk fills up during a channel resync: the channel fails with the reason, the primary reconnects and keeps the rest out of sync; with space freed the resync finishes', async function () {
+  it('the secondary\'s disk fills up during a channel resync: the channel fails with the reason, the primary reconnects with a growing delay and keeps the rest out of sync; with space freed the resync finishes', async function () {
     // B's store lives on a small tmpfs, so that its writes fail with ENOSPC part way.
     const small = path.join(dir, 'small');
     fs.mkdirSync(small);
@@ -149,11 +149,16 @@ describe('failures: link cut, resync, verify, metadata', function () {
       fs.writeFileSync(path.join(small, 'filler'), Buffer.alloc(30 * 1024 * 1024, 1));
       await dirtyWhileLinkDown(nodes, '64M', '24M');
       await ns.linkUp();
+      // Each resync that ends unfinished doubles the wait before the next try (250 ms, 500 ms, 1 s, ...).
       let a = (await nodes.a.status()) as Record<string, any>;
-      for (let i = 0; i < 300 && !(a.mirror.resyncChannels >= 2 && /could not write region data/.test(nodes.a.stderr)); i++) {
+      for (let i = 0; i < 300 && !(a.peer.resyncFailuresInARow >= 3 && /could not write region data/.test(nodes.a.stderr)); i++) {
         await sleep(50);
         a = (await nodes.a.status()) as Record<string, any>;
       }
+      assert.ok(a.peer.resyncFailuresInARow >= 3, `resyncs kept failing (${a.peer.resyncFailuresInARow} in a row)`);
+      assert.ok(a.peer.reconnectDelayMs >= 1000, `the primary backs off (${a.peer.reconnectDelayMs} ms before the next try)`);
+      const started = (nodes.a.stderr.match(/resync started/g) ?? []).length;
+      assert.ok(started <= a.peer.resyncFailuresInARow + 1, `no more tries than failures (${started} resyncs started)`);
       assert.match(nodes.a.stderr, /resync channel: the peer could not write region data \(ACK status/, 'the primary says why the channel failed');
       assert.match(nodes.b.stderr, /resync channel: \d+ writes failed on the store \(the primary was told\)/, 'the secondary says why');
       assert.match(nodes.a.stderr, /resync interrupted/, 'the failed channel ended that resync');
@@ -163,7 +168,8 @@ describe('failures: link cut, resync, verify, metadata', function () {
       assert.equal(b.disk.state, 'inconsistent', 'the secondary knows its replica is not usable');
       fs.rmSync(path.join(small, 'filler'));
       const synced = await waitInSync(nodes.a, 60_000);
-      assert.equal(synced.peer.state, 'connected');
+      assert.equal(synced.peer.resyncFailuresInARow, 0, 'a finished resync ends the backoff');
+      assert.equal(synced.peer.reconnectDelayMs, 250);
       await stopBothAndCompare(nodes, 'replicas differ after the resync that ran out of space');
       nodes = undefined;
     } finally {
