@@ -7,11 +7,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -20,7 +17,6 @@
 #include "crc32c.h"
 #include "errors.h"
 #include "js_args.h"
-#include "thread_signals.h"
 
 namespace blockmirror {
 
@@ -294,6 +290,11 @@ class ResyncSendWorker : public Napi::AsyncWorker {
 
 // ---- receiver ----
 
+// Serves the channel on its pool thread alone: reads a write, checks all of it, writes it, and
+// ACKs it. ACKs are held back while the next write is already waiting in the socket (up to
+// kAckBatchMax), and sent before the thread would block. One thread rather than a reader and a
+// writer: on a machine with few CPUs, handing each write from one thread to another cost more
+// (a wake-up that waits for a CPU) than it overlapped (docs/bench.md).
 class ResyncReceiveWorker : public Napi::AsyncWorker {
  public:
   ResyncReceiveWorker(Napi::Function done, std::shared_ptr<Store> store, int fd, Napi::Object buffer, uint8_t* data,
@@ -310,88 +311,74 @@ class ResyncReceiveWorker : public Napi::AsyncWorker {
     countersRef_ = Napi::Persistent(counters.As<Napi::Object>());
   }
 
-  // This (pool) thread reads and verifies; a writer thread writes and ACKs, so that receiving the
-  // next write overlaps writing the last one. The buffer is split into kReceiveSlots slots.
   void Execute() override {
     int rc = SetBlocking(fd_);
     if (rc != 0) {
       reason_ = "setting up the channel socket: " + ErrnoText(-rc);
       return;
     }
-    slotBytes_ = capacity_ / kReceiveSlots;
-    for (size_t i = 0; i < kReceiveSlots; i++) freeSlots_.push_back(i);
-    std::thread writer([this] {
-      BlockAsyncSignalsInThisThread();
-      WriterMain();
-    });
-    std::string reason;
+    acks_.reserve(kAckBatchMax * kHeadBytes);
     uint64_t expectSeq = 1;
     for (;;) {
-      size_t slot;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        slotFreed_.wait(lock, [this] { return !freeSlots_.empty() || writerFailed_; });
-        if (writerFailed_) break;
-        slot = freeSlots_.back();
-        freeSlots_.pop_back();
-      }
-      Received w;
-      w.slot = slot;
-      uint8_t head[kHeadBytes];
-      rc = ReadAll(fd_, head, kHeadBytes, true);
+      // WRITE_NOTIFY and WRITE_META always travel together on the channel: one read for both when
+      // they are there; the head is checked before waiting for more.
+      uint8_t heads[kWriteHeadsBytes];
+      size_t have = 0;
+      rc = ReadHead(heads, &have);
       if (rc == 1) {
         clean_ = true;
-        reason = "the primary closed the channel";
+        reason_ = "the primary closed the channel";
         break;
       }
       if (rc != 0) {
-        reason = "receiving: " + ErrnoText(-rc);
+        if (reason_.empty()) reason_ = "receiving: " + ErrnoText(-rc);
         break;
       }
+      const uint8_t* head = heads;
+      const uint8_t* meta = heads + kHeadBytes;
       std::string bad = CheckNotify(head, expectSeq);
-      uint8_t meta[kMetaBytes];
-      if (bad.empty()) {
-        rc = ReadAll(fd_, meta, kMetaBytes);
+      if (bad.empty() && have < kWriteHeadsBytes) {
+        rc = ReadAll(fd_, heads + have, kWriteHeadsBytes - have);
         if (rc != 0) {
-          reason = "receiving: " + ErrnoText(-rc);
+          reason_ = "receiving: " + ErrnoText(-rc);
           break;
         }
-        bad = CheckMeta(meta, Get16(head + 2));
       }
+      if (bad.empty()) bad = CheckMeta(meta, Get16(head + 2));
       if (!bad.empty()) {
-        reason = "protocol error: " + bad + "; nothing written";
+        reason_ = "protocol error: " + bad + "; nothing written";
         break;
       }
       const uint8_t* body = meta + kHeadBytes;
-      w.tag = Get16(head + 2);
-      w.fua = (head[1] & kFlagFua) != 0;
-      w.offset = Get64(body);
-      w.length = Get32(body + 8);
-      uint8_t* data = data_ + slot * slotBytes_;
-      rc = ReadAll(fd_, data, w.length);
+      uint16_t tag = Get16(head + 2);
+      bool fua = (head[1] & kFlagFua) != 0;
+      uint64_t offset = Get64(body);
+      uint32_t length = Get32(body + 8);
+      rc = ReadAll(fd_, data_, length);
       if (rc != 0) {
-        reason = "receiving: " + ErrnoText(-rc);
+        reason_ = "receiving: " + ErrnoText(-rc);
         break;
       }
-      if (Crc32c(data, w.length, 0) != Get32(body + 12)) {
-        reason = "protocol error: bad payload CRC32C of the resync write at " + std::to_string(w.offset) + "; nothing written";
+      if (Crc32c(data_, length, 0) != Get32(body + 12)) {
+        reason_ = "protocol error: bad payload CRC32C of the resync write at " + std::to_string(offset) + "; nothing written";
         break;
       }
       expectSeq++;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        toWrite_.push_back(w);
+      rc = store_->io().Write(data_, length, offset, fua);
+      if (rc == 0) {
+        // Aligned 8-byte stores: the JS thread reads whole values in status.
+        __atomic_store_n(reinterpret_cast<uint64_t*>(&counters_[0]), Bits(counters_[0] + 1), __ATOMIC_RELAXED);
+        __atomic_store_n(reinterpret_cast<uint64_t*>(&counters_[1]), Bits(counters_[1] + length), __ATOMIC_RELAXED);
+      } else {
+        failedWrites_++;
       }
-      haveWork_.notify_one();
+      size_t at = acks_.size();
+      acks_.resize(at + kHeadBytes);
+      EncodeAck(acks_.data() + at, tag, rc == 0 ? kAckOk : rc == -ENOSPC ? kAckNoSpace : kAckIoError);
+      if (acks_.size() >= kAckBatchMax * kHeadBytes && !SendAcks()) break;
     }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      readerDone_ = true;
-    }
-    haveWork_.notify_one();
-    writer.join();
-    reason_ = reason.empty() ? writerReason_ : reason;
-    if (!writerReason_.empty()) clean_ = false;
+    // ACKs of writes done before the end still go out (the primary may be waiting for them).
+    if (!acks_.empty()) SendAcks();
   }
 
   void OnOK() override {
@@ -402,55 +389,22 @@ class ResyncReceiveWorker : public Napi::AsyncWorker {
   }
 
  private:
-  static constexpr size_t kReceiveSlots = 4;
-  struct Received {
-    size_t slot;
-    uint16_t tag;
-    bool fua;
-    uint64_t offset;
-    uint32_t length;
-  };
-
-  // Writes verified writes in order, ACKs them (held back while more are queued, up to
-  // kAckBatchMax), and gives their slots back.
-  void WriterMain() {
-    std::vector<uint8_t> acks;
-    acks.reserve(kAckBatchMax * kHeadBytes);
-    for (;;) {
-      Received w;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        haveWork_.wait(lock, [this] { return !toWrite_.empty() || readerDone_; });
-        if (toWrite_.empty()) break;  // the reader is done and everything is written
-        w = toWrite_.front();
-        toWrite_.pop_front();
-      }
-      int rc = store_->io().Write(data_ + w.slot * slotBytes_, w.length, w.offset, w.fua);
-      if (rc == 0) {
-        // Aligned 8-byte stores: the JS thread reads whole values in status.
-        __atomic_store_n(reinterpret_cast<uint64_t*>(&counters_[0]), Bits(counters_[0] + 1), __ATOMIC_RELAXED);
-        __atomic_store_n(reinterpret_cast<uint64_t*>(&counters_[1]), Bits(counters_[1] + w.length), __ATOMIC_RELAXED);
-      } else {
-        failedWrites_++;
-      }
-      size_t at = acks.size();
-      acks.resize(at + kHeadBytes);
-      EncodeAck(acks.data() + at, w.tag, rc == 0 ? kAckOk : rc == -ENOSPC ? kAckNoSpace : kAckIoError);
-      bool more;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        freeSlots_.push_back(w.slot);
-        more = !toWrite_.empty();
-      }
-      slotFreed_.notify_one();
-      if ((!more || acks.size() >= kAckBatchMax * kHeadBytes) && !SendAcks(&acks)) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        writerFailed_ = true;
-        break;
-      }
-    }
-    if (!acks.empty() && !writerFailed_) SendAcks(&acks);
-    slotFreed_.notify_one();
+  // At least the next write's head, and its WRITE_META too when it is already in the socket
+  // (*have: the bytes read). Before the read would block, the held ACKs go out. 0, -errno, or 1
+  // for a clean end before the first byte.
+  int ReadHead(uint8_t* heads, size_t* have) {
+    ssize_t got;
+    do {
+      got = recv(fd_, heads, kWriteHeadsBytes, MSG_DONTWAIT);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
+    *have = got > 0 ? static_cast<size_t>(got) : 0;
+    if (*have >= kHeadBytes) return 0;
+    if (!acks_.empty() && !SendAcks()) return -EPIPE;
+    if (got == 0) return 1;
+    int rc = ReadAll(fd_, heads + *have, kHeadBytes - *have, *have == 0);
+    if (rc == 0) *have = kHeadBytes;
+    return rc;
   }
 
   static uint64_t Bits(double v) {
@@ -459,13 +413,13 @@ class ResyncReceiveWorker : public Napi::AsyncWorker {
     return bits;
   }
 
-  bool SendAcks(std::vector<uint8_t>* acks) {
-    struct iovec iov = {acks->data(), acks->size()};
+  bool SendAcks() {
+    struct iovec iov = {acks_.data(), acks_.size()};
     int rc = WriteAll(fd_, &iov, 1);
-    acks->clear();
+    acks_.clear();
     if (rc != 0) {
-      writerReason_ = "sending ACKs: " + ErrnoText(-rc);
-      shutdown(fd_, SHUT_RDWR);  // the reader must not wait for writes the primary will not send
+      if (reason_.empty()) reason_ = "sending ACKs: " + ErrnoText(-rc);
+      clean_ = false;
       return false;
     }
     return true;
@@ -496,8 +450,9 @@ class ResyncReceiveWorker : public Napi::AsyncWorker {
     uint32_t length = Get32(body + 8);
     uint64_t epoch = Get64(body + 16);
     if (epoch != epoch_) return "write carries epoch " + std::to_string(epoch) + ", the connection's epoch is " + std::to_string(epoch_);
-    if (length < 1 || length > kWritePayloadBytesMax || length > slotBytes_) {
-      return "resync write length " + std::to_string(length) + " not in 1.." + std::to_string(slotBytes_);
+    size_t maxLength = std::min<uint64_t>(kWritePayloadBytesMax, capacity_);
+    if (length < 1 || length > maxLength) {
+      return "resync write length " + std::to_string(length) + " not in 1.." + std::to_string(maxLength);
     }
     if (offset > volumeBytes_ || length > volumeBytes_ - offset) {
       return "write " + std::to_string(offset) + "+" + std::to_string(length) + " beyond the volume (" + std::to_string(volumeBytes_) + " bytes)";
@@ -513,17 +468,9 @@ class ResyncReceiveWorker : public Napi::AsyncWorker {
   uint64_t epoch_;
   double* counters_;
   bool clean_ = false;
-  double failedWrites_ = 0;  // writer thread until joined
+  double failedWrites_ = 0;
   std::string reason_;
-  std::string writerReason_;  // writer thread until joined
-  size_t slotBytes_ = 0;
-  std::mutex mutex_;
-  std::condition_variable haveWork_;
-  std::condition_variable slotFreed_;
-  std::deque<Received> toWrite_;
-  std::vector<size_t> freeSlots_;
-  bool readerDone_ = false;
-  bool writerFailed_ = false;
+  std::vector<uint8_t> acks_;
   Napi::ObjectReference buffer_;
   Napi::ObjectReference countersRef_;
 };

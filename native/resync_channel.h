@@ -18,8 +18,8 @@ namespace blockmirror {
 
 // store.resyncSend(fd, buffer, regions, firstSeq, epoch, results, done)
 Napi::Value ResyncSendBatch(const Napi::CallbackInfo& info, const std::shared_ptr<Store>& store);
-// store.resyncReceive(fd, buffer, volumeBytes, epoch, counters, done): the buffer is split into 4
-// slots (receiving one write while the last is written); a write may fill one slot.
+// store.resyncReceive(fd, buffer, volumeBytes, epoch, counters, done): one write at a time is read
+// into the buffer, checked, written and ACKed; a write may fill the buffer.
 Napi::Value ResyncReceive(const Napi::CallbackInfo& info, const std::shared_ptr<Store>& store);
 // shutdownSocket(fd): wake a channel's blocked reads and writes (both directions shut down).
 Napi::Value ShutdownSocket(const Napi::CallbackInfo& info);

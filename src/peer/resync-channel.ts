@@ -20,8 +20,6 @@ import { socketFd } from '../util/socket-fd';
 
 /** Largest write on a resync channel: both ends size their buffer for it (regions up to 4 MiB). */
 export const RESYNC_CHANNEL_WRITE_BYTES_MAX = 4 * 1024 * 1024;
-/** The receiver's buffer holds this many writes (native/resync_channel.cc kReceiveSlots). */
-const RECEIVE_SLOTS = 4;
 /** A batch (one native call, its ACKs awaited at its end) holds at most this many writes ... */
 export const CHANNEL_BATCH_REGIONS_MAX = 256;
 /** ... and about this many bytes: long enough that the pause between batches costs little. */
@@ -252,7 +250,7 @@ export class ResyncChannelReceiver {
     epoch: bigint,
     onEnd: (reason: string, clean: boolean, failedWrites: number) => void,
   ) {
-    const buffer = takeBuffer(RESYNC_CHANNEL_WRITE_BYTES_MAX * RECEIVE_SLOTS);
+    const buffer = takeBuffer(RESYNC_CHANNEL_WRITE_BYTES_MAX);
     store.resyncReceive(fd, buffer, volumeBytes, epoch, this.counters, (reason, clean, failedWrites) => {
       this.ended = true;
       giveBackBuffer(buffer);
