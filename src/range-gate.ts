@@ -31,8 +31,12 @@ export class RangeGate {
     const release = (): void => {
       if (released) throw new Error('RangeGate: released twice');
       released = true;
+      // Running ops are unordered: the last one takes the released one's place (no shifting).
       const i = this.running.indexOf(op);
-      if (i >= 0) this.running.splice(i, 1);
+      if (i >= 0) {
+        const last = this.running.pop()!;
+        if (i < this.running.length) this.running[i] = last;
+      }
       this.admitWaiting();
     };
     if (this.conflicts(op, this.running) || this.conflicts(op, this.waiting)) {

@@ -99,6 +99,8 @@ interface SentBatch {
   outcomes: ChannelOutcome[];
   /** Seq of each run that was sent (undefined: zero or failed, settled already). */
   seqs: (number | undefined)[];
+  /** ACKs come in seq order: the runs before this index are settled. */
+  nextToSettle: number;
   waiting: number;
   done: (outcomes: ChannelOutcome[], problem: string | null) => void;
 }
@@ -150,7 +152,7 @@ export class ResyncChannelSender {
       list[2 * i] = r.offsetBytes;
       list[2 * i + 1] = r.lengthBytes;
     });
-    this.call(list, { outcomes: runs.map(() => 'failed'), seqs: [], waiting: 0, done }, ready);
+    this.call(list, { outcomes: runs.map(() => 'failed'), seqs: [], nextToSettle: 0, waiting: 0, done }, ready);
   }
 
   /** Read the ACKs still outstanding (their batches' `done` run), then `ready`. */
@@ -206,7 +208,10 @@ export class ResyncChannelSender {
   private settle(seq: number, outcome: ChannelOutcome): void {
     const batch = this.unacked[0];
     if (batch === undefined) return;
-    const i = batch.seqs.indexOf(seq);
+    let i = batch.nextToSettle;
+    while (i < batch.seqs.length && batch.seqs[i] === undefined) i++;
+    if (batch.seqs[i] !== seq) i = batch.seqs.indexOf(seq);
+    else batch.nextToSettle = i + 1;
     if (i < 0) return;
     batch.outcomes[i] = outcome;
     batch.seqs[i] = undefined;
