@@ -64,6 +64,7 @@ interface Session {
   /** Operations are numbered from 1 as received; which of them are applied (for FLUSH ordering). */
   applied: CompletionTracker;
   nextOpId: number;
+  /** How many of them are applied (status inFlight is the rest). */
   appliedCount: number;
   /** Each runs once every operation up to and including `afterOpId` is applied, in arrival order. */
   flushWaiters: { afterOpId: number; run: () => void }[];

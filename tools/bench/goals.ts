@@ -90,7 +90,7 @@ function scenarioMissing(outcome: Exclude<ScenarioOutcome<unknown>, { status: 'o
 
 // Resync throughput (bytesDone over the resync's own startedAt → finishedAt) against iperf3 on the same veth.
 function resyncThroughputGoal(resync: ResyncReport, iperf: IperfResult | { error: string } | undefined): GoalResult {
-  const description = `resync of 10% dirty regions: bytesDone ÷ resync time (startedAt → finishedAt) ≥ ${RESYNC_THROUGHPUT_MIN_RATIO}× iperf3 on the same veth`;
+  const description = `resync of 10% dirty regions: bytesDone ÷ resync time (startedAt → finishedAt), median run, ≥ ${RESYNC_THROUGHPUT_MIN_RATIO}× iperf3 on the same veth`;
   const outcome = resync.dirty;
   if (outcome.status !== 'ok') return scenarioMissing(outcome, description);
   if (!iperf || 'error' in iperf) return { matrix: 'resync', description, status: 'n/a', detail: `no iperf3 figure${iperf ? `: ${iperf.error}` : ''}` };

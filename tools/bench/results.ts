@@ -75,6 +75,11 @@ export interface DirtyResyncFigures {
   statusBytesPerSecond: number;
   /** fio alone writing the same pattern into a fresh sparse file (the secondary's disk work), or null if it failed. */
   secondaryDiskBytesPerSec: number | null;
+  /**
+   * Resync throughput (bytesDone ÷ resync engine seconds) of every repetition, each on a fresh pair, in run
+   * order; the other figures are those of the median repetition.
+   */
+  repetitionBytesPerSec: number[];
 }
 
 /** A new, empty secondary against a sparse primary: the full sync must send the allocated data, not the volume. */

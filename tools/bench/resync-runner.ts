@@ -116,6 +116,14 @@ async function stopAndCompare(pair: RunningPair, notes: string[]): Promise<void>
   await stopAll([pair.secondary, pair.primary]);
   await compareReplica([pair.primaryStore, pair.secondaryStore]);
   notes.push('replica identical to the primary after the resync (cmp)');
+  removeStores(pair);
+}
+
+// Deletes a finished pair's stores: their dirty page cache would otherwise be written back while the next
+// scenario is measured (three link-cut runs in a row went 564, 194, 215 MiB/s, and fio alone on the disk
+// from 2217 to 375 MiB/s, until each run's stores were deleted).
+function removeStores(pair: RunningPair): void {
+  for (const store of [pair.primaryStore, pair.secondaryStore]) fs.rmSync(store, { force: true });
 }
 
 // Runs a scenario, turning any error into a failed outcome and always stopping the pair and restoring the link.
@@ -140,10 +148,35 @@ async function runScenario<T>(
   }
 }
 
-// Scenario 1: cut the link, dirty ~10% of the regions with random data, restore it, time until the pair is whole.
+/**
+ * Scenario 1 runs this often, each time on a fresh pair: one resync of 102 MiB lasts a fraction of a second, and
+ * on a shared 2-vCPU machine single runs of it spread by ±30%; the report shows the median and every run.
+ */
+export const DIRTY_RESYNC_REPETITIONS = 3;
+
+// Scenario 1: cut the link, dirty ~10% of the regions with random data, restore it, time until the pair is whole;
+// DIRTY_RESYNC_REPETITIONS times, reporting the median run (any failed run fails the scenario).
 async function measureDirtyResync(run: ResyncRun): Promise<ScenarioOutcome<DirtyResyncFigures>> {
-  return runScenario(run, 'dirty 10% of the regions, link cut and restored', async (notes, hold) => {
-    const pair = await startPair(run, 'dirty-10pct', []);
+  const runs: DirtyResyncFigures[] = [];
+  let notes: string[] = [];
+  for (let i = 1; i <= DIRTY_RESYNC_REPETITIONS; i++) {
+    const outcome = await measureDirtyResyncOnce(run, i, i === 1);
+    if (outcome.status !== 'ok') return outcome;
+    runs.push(outcome.figures);
+    if (i === 1) notes = outcome.notes;
+  }
+  const rate = (f: DirtyResyncFigures): number => (f.resyncEngineSec && f.resyncEngineSec > 0 ? f.bytesDone / f.resyncEngineSec : 0);
+  const median = [...runs].sort((a, b) => rate(a) - rate(b))[Math.floor(runs.length / 2)]!;
+  return {
+    status: 'ok',
+    figures: { ...median, secondaryDiskBytesPerSec: runs[0]!.secondaryDiskBytesPerSec, repetitionBytesPerSec: runs.map(rate) },
+    notes: [...notes, `${runs.length} runs, each on a fresh pair, every one compared identical`],
+  };
+}
+
+async function measureDirtyResyncOnce(run: ResyncRun, repetition: number, measureDisk: boolean): Promise<ScenarioOutcome<DirtyResyncFigures>> {
+  return runScenario(run, `dirty 10% of the regions, link cut and restored (run ${repetition} of ${DIRTY_RESYNC_REPETITIONS})`, async (notes, hold) => {
+    const pair = await startPair(run, `dirty-10pct-${repetition}`, []);
     hold(pair);
     await run.namespaces.setLinkUp(false);
     await waitForStatus(pair, isDegraded, DEGRADED_TIMEOUT_MS, 'peer degraded after the link went down');
@@ -160,7 +193,7 @@ async function measureDirtyResync(run: ResyncRun): Promise<ScenarioOutcome<Dirty
     const done = await waitForStatus(pair, resyncFinishedSince(linkUpWallMs), RESYNC_DONE_TIMEOUT_MS, 'resync finished and peer in sync');
     const resync = done.status.resync ?? {};
     await stopAndCompare(pair, notes);
-    const secondaryDiskBytesPerSec = await measureSecondaryDisk(run, pair.context.caseDir, notes);
+    const secondaryDiskBytesPerSec = measureDisk ? await measureSecondaryDisk(run, pair.context.caseDir, notes) : null;
     return {
       volumeBytes: run.volumeBytes,
       writtenBytes: DIRTY_WRITE_BYTES,
@@ -173,6 +206,7 @@ async function measureDirtyResync(run: ResyncRun): Promise<ScenarioOutcome<Dirty
       regionsZero: resync.regionsZero ?? 0,
       statusBytesPerSecond: resync.bytesPerSecond ?? 0,
       secondaryDiskBytesPerSec,
+      repetitionBytesPerSec: [],
     };
   });
 }
@@ -273,6 +307,7 @@ function describeSettings(run: ResyncRun): string[] {
     `Pair as in the mirrored matrix (secondary in namespace B, primary in A, each creating a fresh ${gib} GiB sparse store with --size), ` +
       `plus \`--keepalive-timeout ${RESYNC_KEEPALIVE_TIMEOUT_MS}\` on both; region size ${REGION_BYTES / 1024} KiB (default). ` +
       `The link is cut and restored with \`${NamespacePair.linkCommand(false)}\` / \`${NamespacePair.linkCommand(true)}\`.`,
+    `The link-cut resync runs ${DIRTY_RESYNC_REPETITIONS} times, each on a fresh pair; its table shows the median run and lists every run.`,
     `Progress and end state are read from the primary's control socket (the \`status --json\` document) every ${STATUS_POLL_INTERVAL_MS} ms; ` +
       '"in sync" means resync.active false, peer.state connected and peer.outOfSyncBytes 0.',
   ];

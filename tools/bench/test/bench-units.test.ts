@@ -187,7 +187,7 @@ function resyncReport(overrides: Partial<ResyncReport> = {}): ResyncReport {
       figures: {
         volumeBytes: 1024 * mib, writtenBytes: 102 * mib, outOfSyncBytesWhileDown: 102 * mib, peerStateWhileDown: 'degraded',
         linkUpToInSyncSec: 1, resyncEngineSec: 0.5, bytesDone: 102 * mib, bytesSent: 102 * mib, regionsZero: 0, statusBytesPerSecond: 204 * mib,
-        secondaryDiskBytesPerSec: 408 * mib,
+        secondaryDiskBytesPerSec: 408 * mib, repetitionBytesPerSec: [180 * mib, 204 * mib, 230 * mib],
       },
     },
     fullSync: {
@@ -258,7 +258,8 @@ describe('bench: resync section', () => {
     report.goals = evaluateAllGoals(report);
     const markdown = renderMarkdown(report);
     assert.match(markdown, /## Resync\n\nReproduce this section alone with:\n\n```sh\nnpm run build:ts && node dist\/tools\/bench\/bench\.js --only resync/);
-    assert.match(markdown, /\*\*Resync throughput\*\* = bytesDone ÷ resync time \(status startedAt → finishedAt\) \| 0\.50 s → \*\*204\.0 MiB\/s \(2\.04× iperf3\)\*\*/);
+    assert.match(markdown, /\*\*Resync throughput\*\* = bytesDone ÷ resync time \(status startedAt → finishedAt\), median run \| 0\.50 s → \*\*204\.0 MiB\/s \(2\.04× iperf3\)\*\*/);
+    assert.match(markdown, /\| Every run \(3, each on a fresh pair, in run order\) \| 180\.0 MiB\/s \(1\.80× iperf3\), 204\.0 MiB\/s \(2\.04× iperf3\), 230\.0 MiB\/s \(2\.30× iperf3\) \|/);
     assert.match(markdown, /End to end = bytesDone ÷ \(link up → in sync\) \| 102\.0 MiB\/s \(1\.02× iperf3\)/);
     assert.match(markdown, /\*\*64\.0 MiB\*\* = 1\.000× allocated, 6\.25% of the volume/);
     assert.match(markdown, /\*\*Ratio\*\* during ÷ normal \| \*\*0\.40×\*\*/);
