@@ -9,6 +9,7 @@ import { JobMetrics } from './fio-result';
 import { CaseResult } from './results';
 import { runCommand } from './run-command';
 import { BenchTarget, Matrix } from './target-types';
+import { medianBy } from './median';
 
 /** Comparing two 1 GiB files from the page cache takes about a second; allow a slow disk. */
 const REPLICA_COMPARE_TIMEOUT_MS = 300_000;
@@ -113,8 +114,7 @@ export function combineRepetitions(job: FioJob, attempts: readonly CaseResult[])
   }
   const headline = (result: CaseResult): number =>
     job.headline === 'bandwidth' ? (result.metrics as JobMetrics).bandwidthBytesPerSec : (result.metrics as JobMetrics).iops;
-  const sorted = [...attempts].sort((left, right) => headline(left) - headline(right));
-  const median = sorted[Math.floor((sorted.length - 1) / 2)] as CaseResult;
+  const median = medianBy(attempts, headline);
   return { ...median, repetitions: attempts.map((attempt) => attempt.metrics as JobMetrics) };
 }
 

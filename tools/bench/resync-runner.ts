@@ -19,6 +19,7 @@ import {
   RESYNC_KEEPALIVE_TIMEOUT_MS, resyncRateFor, scatteredWriteArgs, secondaryDiskArgs, SPARSE_WRITE_BYTES,
 } from './resync-workloads';
 import { createSparseFile } from './sparse-file';
+import { medianBy } from './median';
 
 /** Status polling interval while timing: small next to any resync worth measuring. */
 const STATUS_POLL_INTERVAL_MS = 10;
@@ -166,7 +167,7 @@ async function measureDirtyResync(run: ResyncRun): Promise<ScenarioOutcome<Dirty
     if (i === 1) notes = outcome.notes;
   }
   const rate = (f: DirtyResyncFigures): number => (f.resyncEngineSec && f.resyncEngineSec > 0 ? f.bytesDone / f.resyncEngineSec : 0);
-  const median = [...runs].sort((a, b) => rate(a) - rate(b))[Math.floor(runs.length / 2)]!;
+  const median = medianBy(runs, rate);
   return {
     status: 'ok',
     figures: { ...median, secondaryDiskBytesPerSec: runs[0]!.secondaryDiskBytesPerSec, repetitionBytesPerSec: runs.map(rate) },
