@@ -9,6 +9,7 @@
         "native/store.cc",
         "native/nbd_device.cc",
         "native/resync_channel.cc",
+        "native/resync_sender.cc",
         "native/crc32c.cc",
         "native/errors.cc",
         "native/js_args.cc",

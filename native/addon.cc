@@ -12,6 +12,7 @@
 #include "nbd_connection.h"
 #include "nbd_device.h"
 #include "resync_channel.h"
+#include "resync_sender.h"
 #include "store.h"
 
 namespace blockmirror {
@@ -107,6 +108,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitConnectionClass(env, *state);
   InitStoreClass(env, *state);
   InitDeviceClass(env, *state);
+  InitResyncSenderClass(env, *state);
   exports.Set("initPool", Napi::Function::New(env, InitPool, "initPool"));
   exports.Set("openConnection", Napi::Function::New(env, OpenConnection, "openConnection"));
   exports.Set("openStore", Napi::Function::New(env, OpenStore, "openStore"));

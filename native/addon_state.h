@@ -48,6 +48,7 @@ struct AddonState {
   Napi::FunctionReference connectionClass;
   Napi::FunctionReference storeClass;
   Napi::FunctionReference deviceClass;
+  Napi::FunctionReference resyncSenderClass;
   // JS thread only: depth of open CallbackScopes, and what flushes when the outermost one closes.
   int callbackDepth = 0;
   std::vector<std::shared_ptr<DeferredFlush>> deferredFlushes;

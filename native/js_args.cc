@@ -37,6 +37,13 @@ bool IsIntegerInRange(Napi::Value value, double min, double max) {
   return std::isfinite(d) && std::floor(d) == d && d >= min && d <= max;
 }
 
+bool GetUint64BigInt(Napi::Value value, uint64_t* out) {
+  if (!value.IsBigInt()) return false;
+  bool lossless = false;
+  *out = value.As<Napi::BigInt>().Uint64Value(&lossless);
+  return lossless;
+}
+
 bool IsFd(Napi::Value value) { return IsIntegerInRange(value, 0, 2147483647.0); }
 
 }  // namespace blockmirror

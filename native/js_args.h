@@ -18,6 +18,9 @@ bool IsIntegerInRange(Napi::Value value, double min, double max);
 // Whether value can be a file descriptor (an integer in 0..2^31-1).
 bool IsFd(Napi::Value value);
 
+// A BigInt that fits in 64 unsigned bits; false otherwise.
+bool GetUint64BigInt(Napi::Value value, uint64_t* out);
+
 // Largest integer a double represents exactly (2^53 - 1).
 constexpr double kJsSafeIntegerMax = 9007199254740991.0;
 

@@ -1,11 +1,10 @@
 // Resync data channel: a resync's region data on a TCP connection of its own, moved by native code
-// on a libuv pool thread at each end (docs/wire-format.md section 8.2), so a region costs the JS
-// threads nothing but its bookkeeping.
+// at each end (docs/wire-format.md section 8.2), so a region costs the JS threads nothing but its
+// bookkeeping. The primary's end is resync_sender.h; this is the secondary's.
 //
-// Sender (primary): one call sends a batch of regions (read from the store, all-zero ones skipped,
-// each as WRITE_NOTIFY + WRITE_META + payload with the RESYNC flag) and waits for their ACKs.
-// Receiver (secondary): one call serves a channel until it ends: verifies every message (head and
-// payload CRC32C, sequence, tag, epoch, range) before writing anything, writes, ACKs.
+// Receiver (secondary): one call serves a channel until it ends, on a libuv pool thread: verifies
+// every message (head and payload CRC32C, sequence, tag, epoch, range) before writing anything,
+// writes, ACKs.
 #pragma once
 
 #include <napi.h>
@@ -16,8 +15,6 @@
 
 namespace blockmirror {
 
-// store.resyncSend(fd, buffer, regions, firstSeq, epoch, results, done)
-Napi::Value ResyncSendBatch(const Napi::CallbackInfo& info, const std::shared_ptr<Store>& store);
 // store.resyncReceive(fd, buffer, volumeBytes, epoch, counters, done): one write at a time is read
 // into the buffer, checked, written and ACKed; a write may fill the buffer.
 Napi::Value ResyncReceive(const Napi::CallbackInfo& info, const std::shared_ptr<Store>& store);

@@ -1,5 +1,6 @@
 #include "store.h"
 #include "resync_channel.h"
+#include "resync_sender.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -405,9 +406,9 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
   }
 
  public:
-  Napi::Value ResyncSend(const Napi::CallbackInfo& info) {
-    if (!CheckOpen(info.Env(), "resyncSend")) return info.Env().Undefined();
-    return ResyncSendBatch(info, core);
+  Napi::Value OpenResyncSenderMethod(const Napi::CallbackInfo& info) {
+    if (!CheckOpen(info.Env(), "openResyncSender")) return info.Env().Undefined();
+    return OpenResyncSender(info, core);
   }
 
   Napi::Value ResyncReceiveMethod(const Napi::CallbackInfo& info) {
@@ -431,7 +432,7 @@ void InitStoreClass(Napi::Env env, AddonState& state) {
                                                   StoreWrap::InstanceMethod("flushSync", &StoreWrap::FlushSync),
                                                   StoreWrap::InstanceMethod("nextData", &StoreWrap::NextData),
                                                   StoreWrap::InstanceMethod("submit", &StoreWrap::Submit),
-                                                  StoreWrap::InstanceMethod("resyncSend", &StoreWrap::ResyncSend),
+                                                  StoreWrap::InstanceMethod("openResyncSender", &StoreWrap::OpenResyncSenderMethod),
                                                   StoreWrap::InstanceMethod("resyncReceive", &StoreWrap::ResyncReceiveMethod),
                                                   StoreWrap::InstanceMethod("close", &StoreWrap::Close),
                                               });

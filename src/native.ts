@@ -132,24 +132,33 @@ export interface NativeStore {
   /** Wait for queued ops, stop worker threads, close the fd. */
   close(): void;
   /**
-   * Resync channel, primary end (native/resync_channel.h), on a libuv pool thread. First, for each
-   * `regions` pair (offset, length): read the range into `buffer`; an all-zero range is not sent
-   * (results 2), others go as WRITE_NOTIFY (seq from `firstSeq`, tag = seq mod 2^16) + WRITE_META +
-   * payload on the blocking socket `fd` (results 3 = sent, 0 = not sent). Then read the ACKs of
-   * ackResults.length writes sent by earlier calls, seq from `ackFirstSeq` (1 = OK, negative =
-   * -errno the peer reported, 0 = not read). This call's own ACKs are left for the next call, so
-   * the peer always has a batch queued. `done(problem, sent)`: problem null when all went well;
-   * `sent` = writes sent (the next firstSeq = firstSeq + sent).
+   * Resync channel, primary end (native/resync_sender.h): a native thread streams the runs pushed
+   * to the returned sender, in push order, on the blocking socket `fd`, which the sender owns from
+   * this call on (it closes it when the channel ends, also when this call throws). Each run
+   * (offset, length up to buffer.length) is read into `buffer`; an all-zero run is not sent, any
+   * other goes as WRITE_NOTIFY (seq from 1, tag = seq mod 2^16) + WRITE_META + payload. ACKs are
+   * read as they arrive. `onSettled(outcomes)` gets the outcomes of the next runs in push order:
+   * 1 = ACKed, 2 = all zeroes (not sent), negative = -errno the peer reported. `onEnd(problem)`
+   * runs once, last, when the channel ended: problem null after close(), else why it failed (a
+   * store read, the socket, an ACK that is malformed, out of order or not OK, or none within
+   * `timeoutMs`); runs without an outcome by then were not all acknowledged.
    */
-  resyncSend(fd: number, buffer: Buffer, regions: Float64Array, firstSeq: number, epoch: bigint, timeoutMs: number, results: Int32Array, ackFirstSeq: number, ackResults: Int32Array, done: (problem: string | null, sent: number) => void): void;
+  openResyncSender(fd: number, buffer: Buffer, epoch: bigint, timeoutMs: number, onSettled: (outcomes: Int32Array) => void, onEnd: (problem: string | null) => void): NativeResyncSender;
   /**
-   * Resync channel, secondary end: serve `fd` on a libuv pool thread (reading, verifying) and a
-   * thread of its own (writing, ACKing) until it ends, verifying every write before writing it
-   * (payloads up to a quarter of buffer.length: four are in flight); counters[0] += writes, counters[1] +=
-   * bytes as they are applied. Closes `fd`, then `done(reason, clean, failedWrites)`; clean = the
+   * Resync channel, secondary end: serve `fd` on a libuv pool thread until it ends, verifying
+   * every write (payloads up to buffer.length) before writing it, then ACKing it; counters[0] +=
+   * writes, counters[1] += bytes as they are applied. Closes `fd`, then `done(reason, clean, failedWrites)`; clean = the
    * primary closed the channel between writes.
    */
   resyncReceive(fd: number, buffer: Buffer, volumeBytes: number, epoch: bigint, counters: Float64Array, done: (reason: string, clean: boolean, failedWrites: number) => void): void;
+}
+
+/** The primary end of a resync channel (NativeStore.openResyncSender). */
+export interface NativeResyncSender {
+  /** Queue runs: a Float64Array of offset, length pairs, sent after every run pushed before. */
+  push(runs: Float64Array): void;
+  /** End the channel now: the socket is shut down, a blocked send returns, onEnd follows. */
+  close(): void;
 }
 
 export interface NbdDeviceOptions {

@@ -13,7 +13,7 @@ import { regionDigest } from './region-digest';
 import { SECTOR_BYTES } from '../wire';
 import { SYNC_IO_BYTES_MAX } from '../limits';
 import type { Logger } from '../util/log';
-import { CHANNEL_BATCH_BYTES_MAX, CHANNEL_BATCH_REGIONS_MAX, type ChannelOutcome, type ChannelRun } from '../peer/resync-channel';
+import { CHANNEL_WINDOW_BYTES, type ChannelOutcome, type ChannelRun } from '../peer/resync-channel';
 
 /** How the engine reaches the peer; each callback's `done` gets true once the peer acknowledged. */
 export interface ResyncTransport {
@@ -28,7 +28,7 @@ export interface ResyncTransport {
   isOpen(): boolean;
   /**
    * The resync channel, when one is open (docs/wire-format.md section 8.2): runs of region data are then read, sent and
-   * acknowledged by native code in batches; zero runs found there go as sendZeroes.
+   * acknowledged by native code as a stream; zero runs found there go as sendZeroes.
    */
   channel?: ResyncChannel | undefined;
 }
@@ -38,10 +38,12 @@ export interface ResyncChannel {
   readonly isOpen: boolean;
   /** Longest run one channel write may carry. */
   readonly maxRunBytes: number;
-  /** `done` once every run has its outcome; `ready` once the channel takes the next batch. */
-  send(runs: readonly ChannelRun[], done: (outcomes: ChannelOutcome[], problem: string | null) => void, ready: () => void): void;
-  /** Settle every batch still waiting for ACKs, then `ready`. */
-  drain(ready: () => void): void;
+  /** Bytes of the runs sent and not yet settled. */
+  readonly bytesInFlight: number;
+  /** Queue a run behind the others; `done` gets its outcome. */
+  send(run: ChannelRun, done: (outcome: ChannelOutcome, problem: string | null) => void): void;
+  /** `ready` once every run sent so far has its outcome. */
+  whenSettled(ready: () => void): void;
 }
 
 export interface ResyncOptions {
@@ -150,58 +152,42 @@ export class ResyncEngine {
     };
     let tokens = 0;
     let tokensAtMs = Date.now();
-    // Resync channel: runs whose gate is held, waiting for the channel's next batch.
     const channel = this.options.checksum ? undefined : transport.channel;
-    let batch: GatedRun[] = [];
-    let batchBytes = 0;
-    let channelBusy = false;
+    let channelProblemLogged = false;
     const persistNow = (): void => {
       if (Date.now() - lastPersistMs <= this.options.persistIntervalMs) return;
       lastPersistMs = Date.now();
       void this.persistBitmap().catch((e: Error) => this.log.error(`persisting the resync bitmap failed: ${e.message}`));
     };
-    const sendBatch = (): void => {
-      const runs = batch;
-      batch = [];
-      batchBytes = 0;
-      if (runs.length === 0) return;
-      channelBusy = true;
-      inFlight += 1;
-      channel!.send(runs, (outcomes, problem) => {
-        inFlight -= 1;
-        if (problem !== null) this.log.warn(`resync channel: ${problem}`);
-        runs.forEach((run, i) => {
-          const outcome = outcomes[i];
-          if (outcome === 'acked') {
+    /** One run on the channel, its write gate held until its outcome is known. */
+    const sendOnChannel = (run: GatedRun): void => {
+      channel!.send(run, (outcome, problem) => {
+        if (outcome === 'acked') {
+          run.release();
+          this.runDone(run);
+          this.progress.bytesSent += run.lengthBytes;
+          persistNow();
+        } else if (outcome === 'zero') {
+          // Read as zeroes under the gate: WRITE_ZEROES on the mirror connection, still under it.
+          this.progress.regionsZero += run.regions;
+          inFlight += 1;
+          transport.sendZeroes(run.offsetBytes, run.lengthBytes, (ok) => {
             run.release();
-            this.runDone(run);
-            this.progress.bytesSent += run.lengthBytes;
-          } else if (outcome === 'zero') {
-            // Read as zeroes under the gate: WRITE_ZEROES on the mirror connection, still under it.
-            this.progress.regionsZero += run.regions;
-            inFlight += 1;
-            transport.sendZeroes(run.offsetBytes, run.lengthBytes, (ok) => {
-              run.release();
-              inFlight -= 1;
-              if (ok) this.runDone(run);
-              else failed = true;
-              wakeLoop();
-            });
-          } else {
-            run.release();
-            failed = true;
+            inFlight -= 1;
+            if (ok) this.runDone(run);
+            else failed = true;
+            wakeLoop();
+          });
+        } else {
+          run.release();
+          failed = true;
+          if (!channelProblemLogged) {
+            channelProblemLogged = true;
+            this.log.warn(`resync channel: ${problem ?? 'a write failed'}`);
           }
-        });
-        persistNow();
+        }
         wakeLoop();
-      }, channelReady);
-    };
-    const channelReady = (): void => {
-      channelBusy = false;
-      wakeLoop();
-    };
-    const waitForChannel = async (): Promise<void> => {
-      while (channelBusy && !failed) await new Promise<void>((r) => (wake = r));
+      });
     };
     try {
       for (let region = this.dirty.nextDirty(0); region >= 0 && !failed; region = this.dirty.nextDirty(region + 1)) {
@@ -237,24 +223,15 @@ export class ResyncEngine {
             tokens = Math.min(this.options.rateBytesPerSecond, tokens + ((now - tokensAtMs) * this.options.rateBytesPerSecond) / 1000);
             tokensAtMs = now;
             if (tokens >= run.lengthBytes || tokens >= this.options.rateBytesPerSecond) break;
-            if (batch.length > 0) {
-              // Runs collected for the channel hold their write gates: send them before sleeping.
-              await waitForChannel();
-              if (!failed) sendBatch();
-            }
             await new Promise((r) => setTimeout(r, Math.ceil(((run.lengthBytes - tokens) * 1000) / this.options.rateBytesPerSecond)));
           }
           tokens -= run.lengthBytes;
         }
         if (channel !== undefined && channel.isOpen && isSectorAligned(offsetBytes, run.lengthBytes)) {
+          while (channel.bytesInFlight >= CHANNEL_WINDOW_BYTES && !failed) await new Promise<void>((r) => (wake = r));
+          if (failed) break;
           const release = await new Promise<() => void>((r) => this.gate.enter(offsetBytes, run.lengthBytes, r));
-          batch.push({ first: region, regions: run.regions, offsetBytes, lengthBytes: run.lengthBytes, release });
-          batchBytes += run.lengthBytes;
-          if (batch.length >= CHANNEL_BATCH_REGIONS_MAX || batchBytes >= CHANNEL_BATCH_BYTES_MAX) {
-            await waitForChannel();
-            if (failed) break;
-            sendBatch();
-          }
+          sendOnChannel({ first: region, regions: run.regions, offsetBytes, lengthBytes: run.lengthBytes, release });
           region += run.regions - 1;
           continue;
         }
@@ -287,30 +264,19 @@ export class ResyncEngine {
         });
         region += run.regions - 1;
       }
-      if (batch.length > 0) {
-        await waitForChannel();
-        if (failed || !channel!.isOpen) {
-          for (const run of batch) run.release();
-          batch = [];
-          failed = true;
-        } else {
-          sendBatch();
-        }
-      }
       if (channel !== undefined) {
-        // The last batches' ACKs (a send reads only the ACKs of the batch before it); after a
-        // failure too, so that no batch is left waiting (a dead link fails them at once).
-        while (channelBusy) await new Promise<void>((r) => (wake = r));
-        if (channel.isOpen) {
-          channelBusy = true;
-          channel.drain(channelReady);
-          while (channelBusy) await new Promise<void>((r) => (wake = r));
-        }
+        // The last runs' outcomes; after a failure too, so that no gate is left held (a closed
+        // channel fails its runs at once).
+        let settled = false;
+        channel.whenSettled(() => {
+          settled = true;
+          wakeLoop();
+        });
+        while (!settled) await new Promise<void>((r) => (wake = r));
       }
       while (inFlight > 0) await new Promise<void>((r) => (wake = r));
       await this.persistBitmap();
     } finally {
-      for (const run of batch) run.release(); // gates of runs never sent (the loop left early)
       this.running = false;
       this.progress.active = false;
       this.progress.finishedAt = new Date().toISOString();
@@ -457,7 +423,7 @@ export class ResyncEngine {
   }
 }
 
-/** A data run whose write gate the engine holds while it waits for, or is in, a channel batch. */
+/** A data run whose write gate the engine holds while it is on the resync channel. */
 interface GatedRun extends ChannelRun {
   first: number;
   regions: number;

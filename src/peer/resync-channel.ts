@@ -13,19 +13,18 @@
  */
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { constants } from 'node:os';
 import { AckStatus, HEAD_BYTES, MessageType, decodeMessage, encodeResyncChannel } from '../wire';
-import { loadNative } from '../native';
+import { loadNative, type NativeResyncSender } from '../native';
 import type { LocalStore } from '../store/local-store';
 import { socketFd } from '../util/socket-fd';
 
 /** Largest write on a resync channel: both ends size their buffer for it (regions up to 4 MiB). */
 export const RESYNC_CHANNEL_WRITE_BYTES_MAX = 4 * 1024 * 1024;
-/** A batch (one native call, its ACKs awaited at its end) holds at most this many writes ... */
-export const CHANNEL_BATCH_REGIONS_MAX = 256;
-/** ... and about this many bytes: long enough that the pause between batches costs little. */
-export const CHANNEL_BATCH_BYTES_MAX = 8 * 1024 * 1024;
+/** Bytes of runs the resync keeps queued on the channel (their write gates held) at most. */
+export const CHANNEL_WINDOW_BYTES = 16 * 1024 * 1024;
 
-/** What became of one run of a batch. */
+/** What became of one run sent on the channel. */
 export type ChannelOutcome = 'acked' | 'zero' | 'failed';
 
 export interface ChannelRun {
@@ -94,46 +93,57 @@ function giveBackBuffer(buffer: Buffer): void {
   if (spareBuffers.length < 2) spareBuffers.push(buffer);
 }
 
-/** A batch whose writes were sent and whose ACKs are still to be read. */
-interface SentBatch {
-  outcomes: ChannelOutcome[];
-  /** Seq of each run that was sent (undefined: zero or failed, settled already). */
-  seqs: (number | undefined)[];
-  /** ACKs come in seq order: the runs before this index are settled. */
-  nextToSettle: number;
-  waiting: number;
-  done: (outcomes: ChannelOutcome[], problem: string | null) => void;
+/** Why the secondary could not write a run, from its negative outcome (-errno of the ACK status). */
+function peerWriteFailure(outcome: number): string {
+  const noSpace = -outcome === constants.errno.ENOSPC;
+  return `the peer could not write region data (ACK status ${noSpace ? AckStatus.NoSpace : AckStatus.IoError}: ${noSpace ? 'no space left on its store' : 'I/O error'})`;
+}
+
+/** A run queued on the channel, waiting for its outcome. */
+interface QueuedRun {
+  lengthBytes: number;
+  done: (outcome: ChannelOutcome, problem: string | null) => void;
 }
 
 /**
- * Primary end: one native call at a time on the channel's fd, each sending a batch and reading the
- * ACKs of the batch before it, so the secondary always has the next batch queued while the primary
- * waits for ACKs. `drain` reads the ACKs still outstanding.
+ * Primary end: a native thread (NativeResyncSender) streams the runs queued here, in order, for as
+ * long as the channel lives; outcomes come back in the same order. Runs queued in one turn of the
+ * event loop cross to native code in one call.
  */
 export class ResyncChannelSender {
-  private nextSeq = 1;
-  /** Every write with a lower seq has its ACK read. */
-  private ackedBeforeSeq = 1;
-  private busy = false;
+  private readonly native: NativeResyncSender;
+  /** Runs without an outcome, oldest first, from index `head`. */
+  private queued: QueuedRun[] = [];
+  private head = 0;
+  /** Offset, length pairs not yet handed to native code. */
+  private toPush: number[] = [];
+  private pushScheduled = false;
+  private inFlightBytes = 0;
   private closed = false;
-  private released = false;
+  private ended = false;
   private problem: string | null = null;
-  private readonly unacked: SentBatch[] = [];
-  private readonly buffer: Buffer;
+  private settledWaiters: (() => void)[] = [];
 
   constructor(
-    private readonly fd: number,
-    private readonly store: LocalStore,
-    private readonly epoch: bigint,
-    private readonly timeoutMs: number,
+    fd: number,
+    store: LocalStore,
+    epoch: bigint,
+    timeoutMs: number,
     readonly maxRunBytes: number,
   ) {
-    if (maxRunBytes > RESYNC_CHANNEL_WRITE_BYTES_MAX) throw new RangeError(`resync channel writes are at most ${RESYNC_CHANNEL_WRITE_BYTES_MAX} bytes`);
-    this.buffer = takeBuffer(maxRunBytes);
+    if (maxRunBytes > RESYNC_CHANNEL_WRITE_BYTES_MAX) {
+      loadNative().closeFd(fd);
+      throw new RangeError(`resync channel writes are at most ${RESYNC_CHANNEL_WRITE_BYTES_MAX} bytes`);
+    }
+    const buffer = takeBuffer(maxRunBytes);
+    this.native = store.openResyncSender(fd, buffer, epoch, timeoutMs, (outcomes) => this.onSettled(outcomes), (problem) => {
+      giveBackBuffer(buffer);
+      this.onEnd(problem);
+    });
   }
 
   get isOpen(): boolean {
-    return !this.closed;
+    return !this.closed && !this.ended;
   }
 
   /** Why the channel failed (a read, the socket, a bad or failed ACK), or null. */
@@ -141,104 +151,83 @@ export class ResyncChannelSender {
     return this.problem;
   }
 
+  /** Bytes of the runs queued and not yet settled. */
+  get bytesInFlight(): number {
+    return this.inFlightBytes;
+  }
+
   /**
-   * Send `runs` (each at most maxRunBytes; all-zero runs are not sent but reported 'zero').
-   * `done` gets every run's outcome once its ACK was read (by a later send or drain); `ready` runs
-   * once the channel takes the next call.
+   * Queue `run` (at most maxRunBytes) behind every run queued before. `done` gets its outcome:
+   * 'acked' once the secondary ACKed it, 'zero' when it was all zeroes (not sent), 'failed' when
+   * the channel ended first or the secondary could not write it.
    */
-  send(runs: readonly ChannelRun[], done: (outcomes: ChannelOutcome[], problem: string | null) => void, ready: () => void): void {
-    const list = new Float64Array(runs.length * 2);
-    runs.forEach((r, i) => {
-      list[2 * i] = r.offsetBytes;
-      list[2 * i + 1] = r.lengthBytes;
-    });
-    this.call(list, { outcomes: runs.map(() => 'failed'), seqs: [], nextToSettle: 0, waiting: 0, done }, ready);
-  }
-
-  /** Read the ACKs still outstanding (their batches' `done` run), then `ready`. */
-  drain(ready: () => void): void {
-    this.call(new Float64Array(0), undefined, ready);
-  }
-
-  private call(list: Float64Array, batch: SentBatch | undefined, ready: () => void): void {
-    if (this.closed || this.busy) {
-      if (batch !== undefined) batch.done(batch.outcomes, this.closed ? 'the resync channel is closed' : 'the resync channel is busy');
-      ready();
+  send(run: ChannelRun, done: (outcome: ChannelOutcome, problem: string | null) => void): void {
+    if (!this.isOpen) {
+      done('failed', this.problem ?? 'the resync channel is closed');
       return;
     }
-    const firstSeq = this.nextSeq;
-    const ackFirstSeq = this.ackedBeforeSeq;
-    const results = new Int32Array(list.length / 2);
-    const ackResults = new Int32Array(firstSeq - ackFirstSeq);
-    this.busy = true;
-    this.store.resyncSend(this.fd, this.buffer, list, firstSeq, this.epoch, this.timeoutMs, results, ackFirstSeq, ackResults, (problem, sent) => {
-      this.busy = false;
-      this.nextSeq += sent;
-      // ACKs of earlier batches, in seq order.
-      ackResults.forEach((status, k) => {
-        if (status === 0) return; // not read: settled as failed below
-        this.settle(ackFirstSeq + k, status === 1 ? 'acked' : 'failed');
-        this.ackedBeforeSeq = ackFirstSeq + k + 1;
-      });
-      if (batch !== undefined) {
-        let seq = firstSeq;
-        results.forEach((r, i) => {
-          if (r === 2) batch.outcomes[i] = 'zero';
-          else if (r === 3) {
-            batch.seqs[i] = seq++;
-            batch.waiting += 1;
-          }
-        });
-        if (batch.waiting === 0) batch.done(batch.outcomes, problem);
-        else this.unacked.push(batch);
-      }
-      if (problem !== null) {
-        this.problem ??= problem;
-        this.closed = true;
-      }
-      if (this.closed) {
-        for (const b of this.unacked.splice(0)) b.done(b.outcomes, problem ?? 'the resync channel is closed');
-        this.release();
-      }
-      ready();
-    });
-  }
-
-  /** The write `seq` has its outcome: settle it in its batch, and the batch once it is complete. */
-  private settle(seq: number, outcome: ChannelOutcome): void {
-    const batch = this.unacked[0];
-    if (batch === undefined) return;
-    let i = batch.nextToSettle;
-    while (i < batch.seqs.length && batch.seqs[i] === undefined) i++;
-    if (batch.seqs[i] !== seq) i = batch.seqs.indexOf(seq);
-    else batch.nextToSettle = i + 1;
-    if (i < 0) return;
-    batch.outcomes[i] = outcome;
-    batch.seqs[i] = undefined;
-    batch.waiting -= 1;
-    if (batch.waiting === 0) {
-      this.unacked.shift();
-      batch.done(batch.outcomes, null);
+    this.queued.push({ lengthBytes: run.lengthBytes, done });
+    this.inFlightBytes += run.lengthBytes;
+    this.toPush.push(run.offsetBytes, run.lengthBytes);
+    if (!this.pushScheduled) {
+      this.pushScheduled = true;
+      queueMicrotask(() => this.pushQueued());
     }
   }
 
-  /** End the channel: a running call fails at once (its socket is shut down). */
+  /** `ready` once every run queued so far has its outcome. */
+  whenSettled(ready: () => void): void {
+    if (this.head === this.queued.length) ready();
+    else this.settledWaiters.push(ready);
+  }
+
+  /** End the channel: the native thread stops at once, and runs without an outcome fail. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.busy) {
-      loadNative().shutdownSocket(this.fd);
-      return;
-    }
-    for (const batch of this.unacked.splice(0)) batch.done(batch.outcomes, 'the resync channel is closed');
-    this.release();
+    this.native.close();
   }
 
-  private release(): void {
-    if (this.released) return;
-    this.released = true;
-    loadNative().closeFd(this.fd);
-    giveBackBuffer(this.buffer);
+  private pushQueued(): void {
+    this.pushScheduled = false;
+    const runs = new Float64Array(this.toPush);
+    this.toPush = [];
+    if (!this.ended && runs.length > 0) this.native.push(runs);
+  }
+
+  private onSettled(outcomes: Int32Array): void {
+    for (const outcome of outcomes) {
+      const run = this.queued[this.head];
+      if (run === undefined) break; // more outcomes than runs: cannot happen (native settles what JS pushed)
+      this.queued[this.head++] = undefined as unknown as QueuedRun;
+      this.inFlightBytes -= run.lengthBytes;
+      run.done(outcome === 1 ? 'acked' : outcome === 2 ? 'zero' : 'failed', outcome < 0 ? peerWriteFailure(outcome) : null);
+    }
+    this.compactQueue();
+  }
+
+  private onEnd(problem: string | null): void {
+    this.ended = true;
+    this.problem ??= problem;
+    const reason = this.problem ?? 'the resync channel is closed';
+    while (this.head < this.queued.length) {
+      const run = this.queued[this.head++]!;
+      this.inFlightBytes -= run.lengthBytes;
+      run.done('failed', reason);
+    }
+    this.compactQueue();
+  }
+
+  /** Drop settled entries once they are half the array; wake whoever waits for everything settled. */
+  private compactQueue(): void {
+    if (this.head === this.queued.length) {
+      this.queued = [];
+      this.head = 0;
+      for (const ready of this.settledWaiters.splice(0)) ready();
+    } else if (this.head > 1024 && this.head * 2 > this.queued.length) {
+      this.queued = this.queued.slice(this.head);
+      this.head = 0;
+    }
   }
 }
 

@@ -4,7 +4,7 @@
  * or on native worker threads otherwise, with completions delivered in batches.
  */
 import * as fs from 'node:fs';
-import { loadNative, StoreOp, type NativeStore } from '../native';
+import { loadNative, StoreOp, type NativeResyncSender, type NativeStore } from '../native';
 import { SYNC_IO_BYTES_MAX, VOLUME_BYTES_MAX } from '../limits';
 import { formatSizeBytes } from '../util/size';
 
@@ -123,19 +123,19 @@ export class LocalStore {
   }
 
   /**
-   * Send a batch of regions on a resync channel (NativeStore.resyncSend). The store stays open
-   * until the batch is done, even if close() is called meanwhile.
+   * Open the primary end of a resync channel on `fd` (NativeStore.openResyncSender). The store
+   * stays open until the channel has ended, even if close() is called meanwhile.
    */
-  resyncSend(fd: number, buffer: Buffer, regions: Float64Array, firstSeq: number, epoch: bigint, timeoutMs: number, results: Int32Array, ackFirstSeq: number, ackResults: Int32Array, done: (problem: string | null, sent: number) => void): void {
+  openResyncSender(fd: number, buffer: Buffer, epoch: bigint, timeoutMs: number, onSettled: (outcomes: Int32Array) => void, onEnd: (problem: string | null) => void): NativeResyncSender {
     if (this.closed) {
-      done('the store is closed', 0);
-      return;
+      loadNative().closeFd(fd);
+      throw new Error('the store is closed');
     }
     this.channelOperations += 1;
     try {
-      this.native.resyncSend(fd, buffer, regions, firstSeq, epoch, timeoutMs, results, ackFirstSeq, ackResults, (problem, sent) => {
+      return this.native.openResyncSender(fd, buffer, epoch, timeoutMs, onSettled, (problem) => {
         this.channelOperationDone();
-        done(problem, sent);
+        onEnd(problem);
       });
     } catch (error) {
       this.channelOperationDone();

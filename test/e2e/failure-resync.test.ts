@@ -159,7 +159,7 @@ describe('failures: link cut, resync, verify, metadata', function () {
       assert.ok(a.peer.reconnectDelayMs >= 1000, `the primary backs off (${a.peer.reconnectDelayMs} ms before the next try)`);
       const started = (nodes.a.stderr.match(/resync started/g) ?? []).length;
       assert.ok(started <= a.peer.resyncFailuresInARow + 1, `no more tries than failures (${started} resyncs started)`);
-      assert.match(nodes.a.stderr, /resync channel: the peer could not write region data \(ACK status/, 'the primary says why the channel failed');
+      assert.match(nodes.a.stderr, /resync channel: the peer could not write region data \(ACK status/, `the primary says why the channel failed:\n${nodes.a.stderr.split('\n').filter((l) => /resync|channel/.test(l)).slice(0, 12).join('\n')}`);
       assert.match(nodes.b.stderr, /resync channel: \d+ writes failed on the store \(the primary was told\)/, 'the secondary says why');
       assert.match(nodes.a.stderr, /resync interrupted/, 'the failed channel ended that resync');
       assert.ok(a.mirror.resyncChannels >= 2, `the primary reconnected and tried again with a new channel (${a.mirror.resyncChannels} channels)`);

@@ -1,8 +1,8 @@
 /**
  * The resync channel's native ends (native/resync_channel.cc) over a real loopback TCP connection,
- * with real store files: the native encoder against the codec, a batch sent and written byte for
- * byte, all-zero ranges skipped, ACKs read one call late, and hostile frames refused with nothing
- * written.
+ * with real store files: the native encoder against the codec, runs streamed and written byte for
+ * byte in order, all-zero ranges skipped, bad or missing ACKs failing the channel, and hostile
+ * frames refused with nothing written.
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
@@ -51,11 +51,31 @@ function receive(store: LocalStore, fd: number, epoch = EPOCH): Receiver {
   return { ended, counters };
 }
 
-function send(sender: ResyncChannelSender, runs: { offsetBytes: number; lengthBytes: number }[]): { outcomes: Promise<ChannelOutcome[]>; ready: Promise<void> } {
-  let ready!: () => void;
-  const readyP = new Promise<void>((r) => (ready = r));
-  const outcomes = new Promise<ChannelOutcome[]>((resolve) => sender.send(runs, (o) => resolve(o), ready));
-  return { outcomes, ready: readyP };
+/** Queue `runs`; resolves with their outcomes, in order, once all have one. */
+function send(sender: ResyncChannelSender, runs: { offsetBytes: number; lengthBytes: number }[], problems: (string | null)[] = []): Promise<ChannelOutcome[]> {
+  return Promise.all(runs.map((run) => new Promise<ChannelOutcome>((resolve) => sender.send(run, (outcome, problem) => {
+    problems.push(problem);
+    resolve(outcome);
+  }))));
+}
+
+/** `bytes` read from the non-blocking fd, waiting for them as they come. */
+async function readExactly(fd: number, bytes: number): Promise<Buffer> {
+  const out = Buffer.alloc(bytes);
+  let got = 0;
+  while (got < bytes) {
+    try {
+      got += fs.readSync(fd, out, got, bytes - got, null);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+  return out;
+}
+
+function settled(sender: ResyncChannelSender): Promise<void> {
+  return new Promise<void>((r) => sender.whenSettled(r));
 }
 
 describe('resync channel: native ends', function () {
@@ -93,7 +113,7 @@ describe('resync channel: native ends', function () {
     );
   });
 
-  it('sends a batch: data regions written byte for byte, all-zero regions skipped, ACKs read by the next call', async function () {
+  it('streams runs: data written byte for byte, all-zero runs not sent, outcomes in queue order', async function () {
     const data = Buffer.alloc(VOLUME);
     for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
     data.fill(0, 5 * REGION, 6 * REGION); // region 5: zeroes
@@ -103,21 +123,23 @@ describe('resync channel: native ends', function () {
     const sender = new ResyncChannelSender(a, source, EPOCH, 5000, 128 * 1024);
     const runs = [0, 2, 5, 7].map((r) => ({ offsetBytes: r * REGION, lengthBytes: REGION }));
     runs.push({ offsetBytes: 9 * REGION, lengthBytes: 2 * REGION }); // a 128 KiB run
-    const first = send(sender, runs);
-    await first.ready;
-    let settled = false;
-    void first.outcomes.then(() => (settled = true));
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(settled, false, "a batch's outcomes wait for the ACKs that the next call reads");
-    const second = send(sender, [{ offsetBytes: 100 * REGION, lengthBytes: REGION }]);
-    await second.ready;
-    assert.deepEqual(await first.outcomes, ['acked', 'acked', 'zero', 'acked', 'acked']);
-    await new Promise<void>((r) => sender.drain(r));
-    assert.deepEqual(await second.outcomes, ['acked']);
+    const order: number[] = [];
+    const first = Promise.all(runs.map((run, i) => new Promise<ChannelOutcome>((resolve) => sender.send(run, (outcome) => {
+      order.push(i);
+      resolve(outcome);
+    }))));
+    assert.equal(sender.bytesInFlight, 6 * REGION);
+    assert.deepEqual(await first, ['acked', 'acked', 'zero', 'acked', 'acked']);
+    assert.deepEqual(order, [0, 1, 2, 3, 4], 'outcomes arrive in queue order, the zero run too');
+    assert.equal(sender.bytesInFlight, 0);
+    // A run queued later, on the same stream: its seq follows on (the receiver checks it).
+    assert.deepEqual(await send(sender, [{ offsetBytes: 100 * REGION, lengthBytes: REGION }]), ['acked']);
+    await settled(sender);
     sender.close();
     const end = await rx.ended;
     assert.equal(end.clean, true, end.reason);
     assert.deepEqual(Array.from(rx.counters), [5, 6 * REGION]);
+    assert.equal(sender.failure, null, 'a close after every run settled is no failure');
     const replica = Buffer.alloc(VOLUME);
     target.readSync(replica, 0);
     for (const r of [...runs, { offsetBytes: 100 * REGION, lengthBytes: REGION }]) {
@@ -125,6 +147,27 @@ describe('resync channel: native ends', function () {
       assert.ok(replica.subarray(r.offsetBytes, r.offsetBytes + r.lengthBytes).equals(expected), `range ${r.offsetBytes}`);
     }
     assert.ok(replica.subarray(REGION, 2 * REGION).equals(Buffer.alloc(REGION)), 'nothing written outside the runs');
+  });
+
+  it('a thousand runs queued in one turn all arrive, in order, each checked by the receiver', async function () {
+    const data = Buffer.alloc(VOLUME);
+    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 40503 + 7) >>> 0, i);
+    assert.equal(source.writeSync(data, 0), 0);
+    const { a, b } = await tcpPair();
+    const rx = receive(target, b);
+    const sender = new ResyncChannelSender(a, source, EPOCH, 5000, REGION);
+    // 1000 writes over the 128 regions (a region's later writes carry the same bytes): one native push, then a long
+    // stream whose sequence numbers and tags the receiver checks write by write.
+    const runs = Array.from({ length: 1000 }, (_v, i) => ({ offsetBytes: ((i * 37) % 128) * REGION, lengthBytes: REGION }));
+    const outcomes = await send(sender, runs);
+    assert.ok(outcomes.every((o) => o === 'acked'));
+    sender.close();
+    const end = await rx.ended;
+    assert.equal(end.clean, true, end.reason);
+    assert.equal(rx.counters[0], 1000);
+    const replica = Buffer.alloc(VOLUME);
+    target.readSync(replica, 0);
+    assert.ok(replica.equals(data));
   });
 
   /** Frames a resync write by hand (the codec), then lets `mutate` spoil it. */
@@ -185,24 +228,23 @@ describe('resync channel: native ends', function () {
   });
 
   it('an ACK with an error status fails its run and the channel, with the reason', async function () {
-    source.writeSync(Buffer.alloc(2 * REGION, 0x77), 0);
+    source.writeSync(Buffer.alloc(3 * REGION, 0x77), 0);
     const { a, b } = await tcpPair();
     const sender = new ResyncChannelSender(a, source, EPOCH, 5000, REGION);
-    const first = send(sender, [{ offsetBytes: 0, lengthBytes: REGION }, { offsetBytes: REGION, lengthBytes: REGION }]);
-    await first.ready;
-    // A peer whose disk failed: it reads both writes and answers OK, then IO_ERROR.
-    const frames = Buffer.alloc(2 * (56 + REGION));
-    let got = 0;
-    while (got < frames.length) got += fs.readSync(b, frames, got, frames.length - got, null);
+    const problems: (string | null)[] = [];
+    const first = send(sender, [{ offsetBytes: 0, lengthBytes: REGION }, { offsetBytes: REGION, lengthBytes: REGION }, { offsetBytes: 2 * REGION, lengthBytes: REGION }], problems);
+    // A peer whose disk failed: it reads the writes and answers OK, then IO_ERROR.
+    await readExactly(b, 2 * (56 + REGION));
     fs.writeSync(b, Buffer.concat([encodeAck(1, AckStatus.Ok), encodeAck(2, AckStatus.IoError)]));
-    await new Promise<void>((r) => sender.drain(r));
-    assert.deepEqual(await first.outcomes, ['acked', 'failed']);
+    assert.deepEqual(await first, ['acked', 'failed', 'failed']);
+    assert.equal(problems[0], null);
+    assert.match(String(problems[1]), /could not write region data \(ACK status 1: I\/O error\)/);
     assert.match(String(sender.failure), /could not write region data \(ACK status 1\)/);
     assert.equal(sender.isOpen, false);
     loadNative().closeFd(b);
   });
 
-  it('a shut-down channel ends a running send at once, and every unacknowledged run fails', async function () {
+  it('a closed channel ends a blocked send at once, and every unacknowledged run fails', async function () {
     const { a, b } = await tcpPair();
     // Nobody serves b: the sender blocks once the socket buffers are full.
     const sender = new ResyncChannelSender(a, source, EPOCH, 20000, 128 * 1024);
@@ -213,10 +255,34 @@ describe('resync channel: native ends', function () {
     await new Promise((r) => setTimeout(r, 200));
     const started = Date.now();
     sender.close();
-    await call.ready;
-    const outcomes = await call.outcomes;
+    const outcomes = await call;
     assert.ok(Date.now() - started < 5000, 'the shutdown woke the blocked send');
     assert.ok(outcomes.every((o) => o === 'failed'), 'nothing was acknowledged');
+    assert.equal(sender.isOpen, false);
+    loadNative().closeFd(b);
+  });
+
+  it('a secondary that sends no ACK fails the channel after the timeout, with the reason', async function () {
+    source.writeSync(Buffer.alloc(REGION, 0x42), 0);
+    const { a, b } = await tcpPair();
+    const sender = new ResyncChannelSender(a, source, EPOCH, 300, REGION);
+    const problems: (string | null)[] = [];
+    const outcomes = await send(sender, [{ offsetBytes: 0, lengthBytes: REGION }], problems);
+    assert.deepEqual(outcomes, ['failed']);
+    assert.match(String(sender.failure), /no ACK from the secondary within 300 ms/);
+    assert.equal(problems[0], sender.failure);
+    loadNative().closeFd(b);
+  });
+
+  it('an ACK out of order is a protocol error that fails the channel', async function () {
+    source.writeSync(Buffer.alloc(2 * REGION, 0x42), 0);
+    const { a, b } = await tcpPair();
+    const sender = new ResyncChannelSender(a, source, EPOCH, 5000, REGION);
+    const call = send(sender, [{ offsetBytes: 0, lengthBytes: REGION }, { offsetBytes: REGION, lengthBytes: REGION }]);
+    await readExactly(b, 2 * (56 + REGION));
+    fs.writeSync(b, encodeAck(2, AckStatus.Ok));
+    assert.deepEqual(await call, ['failed', 'failed']);
+    assert.match(String(sender.failure), /protocol error: ACK for tag 2, expected 1/);
     loadNative().closeFd(b);
   });
 });
