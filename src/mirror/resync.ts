@@ -230,7 +230,10 @@ export class ResyncEngine {
         if (channel !== undefined && channel.isOpen && isSectorAligned(offsetBytes, run.lengthBytes)) {
           while (channel.bytesInFlight >= CHANNEL_WINDOW_BYTES && !failed) await new Promise<void>((r) => (wake = r));
           if (failed) break;
-          const release = await new Promise<() => void>((r) => this.gate.enter(offsetBytes, run.lengthBytes, r));
+          // Most runs overlap no application write: their gate opens at once, and the loop goes on
+          // without yielding, so a window's worth of runs crosses to native code in one push.
+          const entered = enterGate(this.gate, offsetBytes, run.lengthBytes);
+          const release = typeof entered === 'function' ? entered : await entered;
           sendOnChannel({ first: region, regions: run.regions, offsetBytes, lengthBytes: run.lengthBytes, release });
           region += run.regions - 1;
           continue;
@@ -428,6 +431,17 @@ interface GatedRun extends ChannelRun {
   first: number;
   regions: number;
   release: () => void;
+}
+
+/** The gate's release function when the range is free now, else a promise of it. */
+function enterGate(gate: RangeGate, offsetBytes: number, lengthBytes: number): (() => void) | Promise<() => void> {
+  let release: (() => void) | undefined;
+  let resolveLater: ((release: () => void) => void) | undefined;
+  gate.enter(offsetBytes, lengthBytes, (r) => {
+    if (resolveLater !== undefined) resolveLater(r);
+    else release = r;
+  });
+  return release ?? new Promise<() => void>((resolve) => (resolveLater = resolve));
 }
 
 function isSectorAligned(offsetBytes: number, lengthBytes: number): boolean {
