@@ -259,10 +259,7 @@ export class ResyncEngine {
           } else {
             failed = true;
           }
-          if (Date.now() - lastPersistMs > this.options.persistIntervalMs) {
-            lastPersistMs = Date.now();
-            void this.persistBitmap().catch((e: Error) => this.log.error(`persisting the resync bitmap failed: ${e.message}`));
-          }
+          persistNow();
           wakeLoop();
         });
         region += run.regions - 1;
