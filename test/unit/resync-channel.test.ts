@@ -274,6 +274,24 @@ describe('resync channel: native ends', function () {
     loadNative().closeFd(b);
   });
 
+  it('a secondary that closes the channel fails every run without an outcome, and the reason says so', async function () {
+    source.writeSync(Buffer.alloc(4 * REGION, 0x42), 0);
+    const { a, b } = await tcpPair();
+    const sender = new ResyncChannelSender(a, source, EPOCH, 5000, REGION);
+    const problems: (string | null)[] = [];
+    const call = send(sender, [0, 1, 2, 3].map((r) => ({ offsetBytes: r * REGION, lengthBytes: REGION })), problems);
+    await readExactly(b, 56 + REGION);
+    fs.writeSync(b, encodeAck(1, AckStatus.Ok));
+    await new Promise((r) => setTimeout(r, 50));
+    loadNative().closeFd(b);
+    assert.deepEqual(await call, ['acked', 'failed', 'failed', 'failed']);
+    assert.match(String(sender.failure), /the secondary closed the channel|receiving ACKs|sending/);
+    assert.equal(problems[1], sender.failure);
+    // Runs queued after the end fail at once, with the same reason.
+    const late = await send(sender, [{ offsetBytes: 0, lengthBytes: REGION }]);
+    assert.deepEqual(late, ['failed']);
+  });
+
   it('an ACK out of order is a protocol error that fails the channel', async function () {
     source.writeSync(Buffer.alloc(2 * REGION, 0x42), 0);
     const { a, b } = await tcpPair();
