@@ -230,6 +230,10 @@ Napi::Value ResyncReceive(const Napi::CallbackInfo& info, const std::shared_ptr<
     ThrowArgError(env, "resyncReceive(fd, buffer, volumeBytes, epoch: bigint, counters: Float64Array(2), done) expected");
     return env.Undefined();
   }
+  if (!AlignBuffer(&data, &capacity)) {
+    ThrowArgError(env, "resyncReceive: the buffer holds no whole page");
+    return env.Undefined();
+  }
   if (store->closed()) {
     ThrowErrno(env, EBADF, "resyncReceive", "store closed");
     return env.Undefined();

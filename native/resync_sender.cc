@@ -339,6 +339,11 @@ Napi::Value OpenResyncSender(const Napi::CallbackInfo& info, const std::shared_p
     return env.Undefined();
   }
   int fd = info[0].As<Napi::Number>().Int32Value();
+  if (!AlignBuffer(&data, &capacity)) {
+    close(fd);
+    ThrowArgError(env, "openResyncSender: the buffer holds no whole page");
+    return env.Undefined();
+  }
   auto core = std::make_shared<ResyncSender>(store, fd, data, capacity, epoch, info[3].As<Napi::Number>().Int32Value());
   std::string error;
   if (!core->Start(env, info[1].As<Napi::Object>(), info[4].As<Napi::Function>(), info[5].As<Napi::Function>(), &error)) {

@@ -143,6 +143,17 @@ inline int WriteAll(int fd, struct iovec* iov, int count) {
   return 0;
 }
 
+// A channel end's data buffer starts at the first page boundary of the memory JS handed over, so
+// that a store opened with O_DIRECT (a block device) can read or write it; JS adds a page of slack.
+constexpr size_t kBufferAlignBytes = 4096;
+inline bool AlignBuffer(uint8_t** data, size_t* capacity) {
+  size_t skip = (kBufferAlignBytes - reinterpret_cast<uintptr_t>(*data) % kBufferAlignBytes) % kBufferAlignBytes;
+  if (skip >= *capacity) return false;
+  *data += skip;
+  *capacity -= skip;
+  return true;
+}
+
 // Socket buffer asked for at each end of a channel (SO_SNDBUF at the sender, SO_RCVBUF at the
 // receiver; the kernel caps it at net.core.wmem_max / rmem_max and doubles it). Autotuning starts
 // small and grew too slowly within a resync: on two CPUs the sender, waiting for a CPU after the

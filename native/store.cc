@@ -11,9 +11,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 
+#include "buffer_pool.h"
 #include "errors.h"
 #include "js_args.h"
 #include "thread_signals.h"
@@ -31,7 +35,69 @@ bool IsUnsupported(int errnum) { return errnum == EOPNOTSUPP || errnum == ENOTTY
 
 // ---- synchronous I/O ----
 
+namespace {
+
+constexpr size_t kDirectAlignBytes = 4096;
+// Largest piece of an unaligned O_DIRECT request moved through the bounce buffer at a time.
+constexpr size_t kBounceChunkBytes = 1 << 20;
+
+bool IsPageAligned(const uint8_t* p) { return reinterpret_cast<uintptr_t>(p) % kDirectAlignBytes == 0; }
+
+// This thread's page-aligned bounce buffer (kBounceChunkBytes), or null when memory ran out.
+uint8_t* BounceBuffer() {
+  struct Freer {
+    void operator()(uint8_t* p) const { free(p); }
+  };
+  thread_local std::unique_ptr<uint8_t, Freer> buffer;
+  if (!buffer) {
+    void* p = nullptr;
+    if (posix_memalign(&p, kDirectAlignBytes, kBounceChunkBytes) != 0) return nullptr;
+    buffer.reset(static_cast<uint8_t*>(p));
+  }
+  return buffer.get();
+}
+
+}  // namespace
+
 int StoreIo::Read(uint8_t* buf, size_t length, uint64_t offset) const {
+  if (direct_ && !IsPageAligned(buf)) return ReadBounced(buf, length, offset);
+  return ReadAt(buf, length, offset);
+}
+
+int StoreIo::Write(const uint8_t* buf, size_t length, uint64_t offset, bool fua) const {
+  if (direct_ && !IsPageAligned(buf)) return WriteBounced(buf, length, offset, fua);
+  return WriteAt(buf, length, offset, fua);
+}
+
+int StoreIo::ReadBounced(uint8_t* buf, size_t length, uint64_t offset) const {
+  uint8_t* bounce = BounceBuffer();
+  if (bounce == nullptr) return -ENOMEM;
+  for (size_t done = 0; done < length;) {
+    size_t piece = std::min(length - done, kBounceChunkBytes);
+    int rc = ReadAt(bounce, piece, offset + done);
+    if (rc != 0) return rc;
+    memcpy(buf + done, bounce, piece);  // the one copy O_DIRECT forces on unaligned memory
+    AddCopiedPayloadBytes(piece);
+    done += piece;
+  }
+  return 0;
+}
+
+int StoreIo::WriteBounced(const uint8_t* buf, size_t length, uint64_t offset, bool fua) const {
+  uint8_t* bounce = BounceBuffer();
+  if (bounce == nullptr) return -ENOMEM;
+  for (size_t done = 0; done < length;) {
+    size_t piece = std::min(length - done, kBounceChunkBytes);
+    memcpy(bounce, buf + done, piece);  // the one copy O_DIRECT forces on unaligned memory
+    AddCopiedPayloadBytes(piece);
+    int rc = WriteAt(bounce, piece, offset + done, fua);
+    if (rc != 0) return rc;
+    done += piece;
+  }
+  return 0;
+}
+
+int StoreIo::ReadAt(uint8_t* buf, size_t length, uint64_t offset) const {
   size_t done = 0;
   while (done < length) {
     ssize_t got = pread(fd_, buf + done, length - done, static_cast<off_t>(offset + done));
@@ -48,7 +114,7 @@ int StoreIo::Read(uint8_t* buf, size_t length, uint64_t offset) const {
   return 0;
 }
 
-int StoreIo::Write(const uint8_t* buf, size_t length, uint64_t offset, bool fua) const {
+int StoreIo::WriteAt(const uint8_t* buf, size_t length, uint64_t offset, bool fua) const {
   bool dsyncPerWrite = fua;
   size_t done = 0;
   while (done < length) {
@@ -489,7 +555,7 @@ Napi::Value OpenStore(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   AddonState& state = StateOf(env);
-  auto core = std::make_shared<Store>(fd, S_ISBLK(st.st_mode));
+  auto core = std::make_shared<Store>(fd, S_ISBLK(st.st_mode), direct);
   int errnum = 0;
   if (!core->Start(env, info[1].As<Napi::Function>(), &errnum)) {
     ThrowErrno(env, errnum, "openStore", path);

@@ -30,7 +30,10 @@ enum class StoreOp : int { Read = 0, Write = 1, Flush = 2, Trim = 3, Zero = 4 };
 // Synchronous operations on one fd; each returns 0 or -errno and runs on the calling thread.
 class StoreIo {
  public:
-  StoreIo(int fd, bool isBlockDevice) : fd_(fd), isBlockDevice_(isBlockDevice) {}
+  StoreIo(int fd, bool isBlockDevice, bool direct) : fd_(fd), isBlockDevice_(isBlockDevice), direct_(direct) {}
+  // On an O_DIRECT store, a buffer that does not start on a page boundary goes through a
+  // per-thread page-aligned bounce buffer (counted in copiedPayloadBytes): O_DIRECT refuses
+  // unaligned memory, and payloads that arrived behind a message head are not aligned.
   int Read(uint8_t* buf, size_t length, uint64_t offset) const;
   int Write(const uint8_t* buf, size_t length, uint64_t offset, bool fua) const;
   int Trim(uint64_t offset, uint64_t length) const;
@@ -42,13 +45,18 @@ class StoreIo {
 
  private:
   int WriteZeroes(uint64_t offset, uint64_t length) const;
+  int ReadAt(uint8_t* buf, size_t length, uint64_t offset) const;
+  int WriteAt(const uint8_t* buf, size_t length, uint64_t offset, bool fua) const;
+  int ReadBounced(uint8_t* buf, size_t length, uint64_t offset) const;
+  int WriteBounced(const uint8_t* buf, size_t length, uint64_t offset, bool fua) const;
   int fd_;
   bool isBlockDevice_;
+  bool direct_;
 };
 
 class Store : public Stoppable, public std::enable_shared_from_this<Store> {
  public:
-  Store(int fd, bool isBlockDevice) : fd_(fd), isBlockDevice_(isBlockDevice), io_(fd, isBlockDevice) {}
+  Store(int fd, bool isBlockDevice, bool direct) : fd_(fd), isBlockDevice_(isBlockDevice), io_(fd, isBlockDevice, direct) {}
   ~Store() override;
 
   bool Start(Napi::Env env, Napi::Function onComplete, int* errnum);

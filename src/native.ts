@@ -135,7 +135,7 @@ export interface NativeStore {
    * Resync channel, primary end (native/resync_sender.h): a native thread streams the runs pushed
    * to the returned sender, in push order, on the blocking socket `fd`, which the sender owns from
    * this call on (it closes it when the channel ends, also when this call throws). Each run
-   * (offset, length up to buffer.length) is read into `buffer`; an all-zero run is not sent, any
+   * (offset, length up to what `buffer` holds from its first page boundary on) is read there; an all-zero run is not sent, any
    * other goes as WRITE_NOTIFY (seq from 1, tag = seq mod 2^16) + WRITE_META + payload. ACKs are
    * read as they arrive. `onSettled(outcomes)` gets the outcomes of the next runs in push order:
    * 1 = ACKed, 2 = all zeroes (not sent), negative = -errno the peer reported. `onEnd(problem)`
@@ -146,7 +146,8 @@ export interface NativeStore {
   openResyncSender(fd: number, buffer: Buffer, epoch: bigint, timeoutMs: number, onSettled: (outcomes: Int32Array) => void, onEnd: (problem: string | null) => void): NativeResyncSender;
   /**
    * Resync channel, secondary end: serve `fd` on a libuv pool thread until it ends, verifying
-   * every write (payloads up to buffer.length) before writing it, then ACKing it; counters[0] +=
+   * every write (payloads up to what `buffer` holds from its first page boundary on, where it is
+   * read, so that an O_DIRECT store can write it) before writing it, then ACKing it; counters[0] +=
    * writes, counters[1] += bytes as they are applied. Closes `fd`, then `done(reason, clean, failedWrites)`; clean = the
    * primary closed the channel between writes.
    */

@@ -734,7 +734,7 @@ export class PrimaryMirror implements Replicator {
    */
   private async openResyncChannel(link: PeerLink): Promise<ResyncChannelSender | undefined> {
     const maxRunBytes = Math.max(this.meta.dirty.regionBytes, DATA_RUN_BYTES_MAX);
-    if (!this.options.resyncChannel || (this.peerFeatures & Feature.ResyncChannel) === 0n || this.options.resyncChecksum || this.store.direct || maxRunBytes > RESYNC_CHANNEL_WRITE_BYTES_MAX) return undefined;
+    if (!this.options.resyncChannel || (this.peerFeatures & Feature.ResyncChannel) === 0n || this.options.resyncChecksum || maxRunBytes > RESYNC_CHANNEL_WRITE_BYTES_MAX) return undefined;
     const token = newChannelToken();
     const timeoutMs = this.options.keepaliveTimeoutMs;
     try {

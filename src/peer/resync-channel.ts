@@ -83,11 +83,17 @@ export function connectResyncChannel(host: string, port: number, token: bigint, 
   });
 }
 
-/** A buffer of at least `bytes`, kept across channels (fresh pages cost a fault each on these VMs). */
+/** Native code uses a channel buffer from its first page boundary on (O_DIRECT stores need that). */
+const PAGE_BYTES = 4096;
+
+/**
+ * A buffer with `bytes` usable from its first page boundary, kept across channels (fresh pages
+ * cost a fault each on these VMs).
+ */
 const spareBuffers: Buffer[] = [];
 function takeBuffer(bytes: number): Buffer {
-  const i = spareBuffers.findIndex((b) => b.length >= bytes);
-  return i >= 0 ? spareBuffers.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(bytes);
+  const i = spareBuffers.findIndex((b) => b.length >= bytes + PAGE_BYTES);
+  return i >= 0 ? spareBuffers.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(bytes + PAGE_BYTES);
 }
 function giveBackBuffer(buffer: Buffer): void {
   if (spareBuffers.length < 2) spareBuffers.push(buffer);
