@@ -729,7 +729,7 @@ export class PrimaryMirror implements Replicator {
 
   /**
    * A resync channel to the secondary (docs/wire-format.md section 8.2) when both ends support it
-   * and the resync can use it (not in checksum mode, a page-cache store, regions of at most 4 MiB);
+   * and the resync can use it (not in checksum mode, regions of at most 4 MiB);
    * undefined otherwise or when opening it fails: the resync then runs on the mirror connection.
    */
   private async openResyncChannel(link: PeerLink): Promise<ResyncChannelSender | undefined> {
