@@ -10,6 +10,12 @@ export const POOL_SLOT_COUNT = 256;
 /** Block size advertised to clients (minimum, preferred). */
 export const BLOCK_SIZE_MIN_BYTES = 1;
 export const BLOCK_SIZE_PREFERRED_BYTES = 4096;
+/**
+ * Minimum block size advertised for a store opened with O_DIRECT (--direct): O_DIRECT I/O needs
+ * offsets and lengths aligned to the device's logical block (512 or 4096 bytes; a file's
+ * filesystem block), and 4096 satisfies both, so clients that honour it never get EINVAL.
+ */
+export const DIRECT_BLOCK_SIZE_MIN_BYTES = 4096;
 /** Writes up to this size on a non-O_DIRECT store run synchronously on the JS thread (page cache). */
 export const SYNC_IO_BYTES_MAX = 128 * 1024;
 /** NBD negotiation: largest option payload we read, and how long a client may take to negotiate. */

@@ -11,7 +11,7 @@ import { NbdServer } from '../nbd/server';
 import { KernelDevice } from './kernel-device';
 import { ControlServer } from '../control/server';
 import * as P from '../nbd/protocol';
-import { BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, NBD_PAYLOAD_BYTES_MAX } from '../limits';
+import { BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, DIRECT_BLOCK_SIZE_MIN_BYTES, NBD_PAYLOAD_BYTES_MAX } from '../limits';
 import { createLogger, type Logger } from '../util/log';
 import { type MirrorMode } from '../mirror/primary-mirror';
 import { useCrc32cImplementation } from '../wire';
@@ -124,7 +124,7 @@ export class NodeRuntime {
             description: `blockmirror ${this.role} ${this.options.storePath}`,
             sizeBytes: this.store.sizeBytes,
             transmissionFlags: transmissionFlags(),
-            blockSizeMinBytes: BLOCK_SIZE_MIN_BYTES,
+            blockSizeMinBytes: this.store.direct ? DIRECT_BLOCK_SIZE_MIN_BYTES : BLOCK_SIZE_MIN_BYTES,
             blockSizePreferredBytes: BLOCK_SIZE_PREFERRED_BYTES,
             blockSizeMaxBytes: NBD_PAYLOAD_BYTES_MAX,
           },

@@ -41,6 +41,24 @@ describe('serve: real NBD clients', function () {
     assert.equal(e['block_size_preferred'], 4096);
   });
 
+  it('a store on O_DIRECT (--direct) advertises a 4096-byte minimum block, and aligned clients work through it', async function () {
+    const directDir = tempDir('clients-direct');
+    const direct = await startServe(directDir, '16M', ['--direct']);
+    try {
+      const info = JSON.parse((await runOk('nbdinfo', ['--json', direct.uri])).stdout) as { exports: Record<string, unknown>[] };
+      assert.equal(info.exports[0]!['block_size_minimum'], 4096);
+      const { stdout: plain } = await runOk('nbdinfo', ['--json', uri]);
+      assert.equal((JSON.parse(plain) as { exports: Record<string, unknown>[] }).exports[0]!['block_size_minimum'], 1, 'a page-cache store takes any alignment');
+      const input = path.join(directDir, 'random.bin');
+      fs.writeFileSync(input, crypto.randomBytes(16 * 1024 * 1024));
+      await runOk('nbdcopy', [input, direct.uri]);
+      await runOk('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', input, direct.uri]);
+    } finally {
+      assert.equal((await direct.node.stop()).code, 0);
+      fs.rmSync(directDir, { recursive: true, force: true });
+    }
+  });
+
   it('nbdcopy round-trips random data byte for byte', async function () {
     const input = path.join(dir, 'random.bin');
     const output = path.join(dir, 'back.bin');
