@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "buffer_pool.h"
 #include "errors.h"
@@ -153,6 +155,29 @@ int StoreIo::Trim(uint64_t offset, uint64_t length) const {
   if (rc == 0) return 0;
   if (IsUnsupported(errno)) return 0;  // trim is advisory
   return -errno;
+}
+
+int StoreIo::DataExtents(uint64_t offset, uint64_t end, double* out, int capacity) const {
+  if (isBlockDevice_ || capacity <= 0) return -1;
+  if (end <= offset) return 0;
+  std::vector<uint8_t> memory(sizeof(struct fiemap) + static_cast<size_t>(capacity) * sizeof(struct fiemap_extent));
+  auto* map = reinterpret_cast<struct fiemap*>(memory.data());
+  map->fm_start = offset;
+  map->fm_length = end - offset;
+  map->fm_flags = 0;  // no FIEMAP_FLAG_SYNC: dirty pages are reported as delayed extents, not written back
+  map->fm_extent_count = static_cast<uint32_t>(capacity);
+  if (ioctl(fd_, FS_IOC_FIEMAP, map) != 0) return -1;
+  int count = 0;
+  for (uint32_t i = 0; i < map->fm_mapped_extents && count < capacity; i++) {
+    const struct fiemap_extent& extent = map->fm_extents[i];
+    uint64_t start = std::max<uint64_t>(extent.fe_logical, offset);
+    uint64_t stop = std::min<uint64_t>(extent.fe_logical + extent.fe_length, end);
+    if (stop <= start) continue;
+    out[2 * count] = static_cast<double>(start);
+    out[2 * count + 1] = static_cast<double>(stop);
+    count++;
+  }
+  return count;
 }
 
 int StoreIo::Zero(uint64_t offset, uint64_t length) const {
@@ -411,6 +436,20 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     return Napi::Number::New(env, static_cast<double>(core->io().NextData(offset, Offset(info[1]))));
   }
 
+  // dataExtents(offsetBytes, endBytes, out: Float64Array) -> count or -1; see StoreIo::DataExtents.
+  Napi::Value DataExtents(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !IsOffset(info[0]) || !IsOffset(info[1]) || !info[2].IsTypedArray() ||
+        info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+      ThrowArgError(env, "dataExtents(offsetBytes, endBytes, out: Float64Array) expected");
+      return env.Undefined();
+    }
+    if (core->closed()) return Napi::Number::New(env, -1);
+    Napi::Float64Array out = info[2].As<Napi::Float64Array>();
+    int capacity = static_cast<int>(std::min<size_t>(out.ElementLength() / 2, 4096));
+    return Napi::Number::New(env, core->io().DataExtents(Offset(info[0]), Offset(info[1]), out.Data(), capacity));
+  }
+
   Napi::Value FlushSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (core->closed()) return Napi::Number::New(env, -EBADF);
@@ -497,6 +536,7 @@ void InitStoreClass(Napi::Env env, AddonState& state) {
                                                   StoreWrap::InstanceMethod("zeroSync", &StoreWrap::ZeroSync),
                                                   StoreWrap::InstanceMethod("flushSync", &StoreWrap::FlushSync),
                                                   StoreWrap::InstanceMethod("nextData", &StoreWrap::NextData),
+                                                  StoreWrap::InstanceMethod("dataExtents", &StoreWrap::DataExtents),
                                                   StoreWrap::InstanceMethod("submit", &StoreWrap::Submit),
                                                   StoreWrap::InstanceMethod("openResyncSender", &StoreWrap::OpenResyncSenderMethod),
                                                   StoreWrap::InstanceMethod("resyncReceive", &StoreWrap::ResyncReceiveMethod),

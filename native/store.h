@@ -42,6 +42,11 @@ class StoreIo {
   // Offset of the first byte at or after `offset` that may hold data (SEEK_DATA), `end` when only
   // a hole follows, and `offset` itself when the store cannot tell (block devices, no SEEK_DATA).
   uint64_t NextData(uint64_t offset, uint64_t end) const;
+  // The extents of [offset, end) that may hold data, in order, as (start, end) pairs clipped to the
+  // range, at most `capacity` of them, from one FS_IOC_FIEMAP (delayed-allocation and unwritten
+  // extents count as data). Returns how many were written, or -1 when the store cannot tell (block
+  // devices, filesystems without FIEMAP). A hint only: it may be stale the moment it returns.
+  int DataExtents(uint64_t offset, uint64_t end, double* out, int capacity) const;
 
  private:
   int WriteZeroes(uint64_t offset, uint64_t length) const;

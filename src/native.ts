@@ -124,6 +124,13 @@ export interface NativeStore {
   /** lseek(SEEK_DATA) clamped to endBytes: endBytes if only a hole follows offsetBytes; offsetBytes if unknown. */
   nextData(offsetBytes: number, endBytes: number): number;
   /**
+   * The extents of [offsetBytes, endBytes) that may hold data, as (start, end) pairs written to
+   * `out` in order (at most out.length / 2, at most 4096), from one FS_IOC_FIEMAP; delayed and
+   * unwritten extents count as data. Returns the count, or -1 when the store cannot tell (block
+   * devices, no FIEMAP). A hint that may be stale at once: decisions that matter re-check with nextData.
+   */
+  dataExtents(offsetBytes: number, endBytes: number, out: Float64Array): number;
+  /**
    * Queue an operation to the store's worker threads. `buf` is required for Read/Write and must stay
    * referenced until completion (native holds a reference). Completions arrive in batches on the handler
    * given to openStore.

@@ -10,6 +10,7 @@ import type { LocalStore } from '../store/local-store';
 import type { RangeGate } from '../range-gate';
 import type { DirtyRegions } from './dirty-regions';
 import { regionDigest } from './region-digest';
+import { DataMap } from './data-map';
 import { SECTOR_BYTES } from '../wire';
 import { SYNC_IO_BYTES_MAX } from '../limits';
 import type { Logger } from '../util/log';
@@ -98,6 +99,8 @@ export class ResyncEngine {
   private readonly readBuffers: Buffer[] = [];
   private readBuffersMade = 0;
   private startedMs = 0;
+  /** Where the store may hold data, mapped afresh for each run() (hints: see DataMap). */
+  private dataMap: DataMap;
   private running = false;
   private stopRequested = false;
 
@@ -108,7 +111,9 @@ export class ResyncEngine {
     private readonly options: ResyncOptions,
     private readonly persistBitmap: () => Promise<void>,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.dataMap = new DataMap(store);
+  }
 
   get active(): boolean {
     return this.running;
@@ -135,6 +140,7 @@ export class ResyncEngine {
     if (this.running) throw new Error('resync already running');
     this.running = true;
     this.stopRequested = false;
+    this.dataMap = new DataMap(this.store);
     this.startedMs = Date.now();
     this.progress = emptyProgress(true);
     this.progress.checksum = this.options.checksum;
@@ -303,7 +309,7 @@ export class ResyncEngine {
       const range = this.dirty.regionRange(r);
       const rangeEnd = range.offsetBytes + range.lengthBytes;
       if (rangeEnd - offsetBytes > maxBytes || rangeEnd % SECTOR_BYTES !== 0) break;
-      if (this.store.nextDataOffset(range.offsetBytes, rangeEnd) >= rangeEnd) break;
+      if (this.dataMap.nextData(range.offsetBytes, rangeEnd) >= rangeEnd) break;
       regions += 1;
       end = rangeEnd;
     }
@@ -377,7 +383,7 @@ export class ResyncEngine {
    */
   private holeRun(region: number, offsetBytes: number): { regions: number; lengthBytes: number } | undefined {
     const limit = Math.min(offsetBytes + HOLE_RUN_BYTES_MAX, this.store.sizeBytes);
-    const dataAt = this.store.nextDataOffset(offsetBytes, limit);
+    const dataAt = this.dataMap.nextData(offsetBytes, limit);
     let regions = 0;
     let end = offsetBytes;
     for (let r = region; r < this.dirty.regionCount && this.dirty.isDirty(r); r++) {

@@ -94,6 +94,11 @@ export class LocalStore {
     return this.native.nextData(offsetBytes, endBytes);
   }
 
+  /** NativeStore.dataExtents: data extents of a range from one FIEMAP, or -1 when unknown. */
+  dataExtents(offsetBytes: number, endBytes: number, out: Float64Array): number {
+    return this.closed ? -1 : this.native.dataExtents(offsetBytes, endBytes, out);
+  }
+
   readSync(buf: Buffer, offsetBytes: number): number {
     return this.native.readSync(buf, offsetBytes);
   }

@@ -23,6 +23,8 @@ function fakeStore(dataRegions: Set<number>, regions = REGIONS): { store: LocalS
   const store = {
     sizeBytes: regions * REGION,
     runsSynchronously: () => true,
+    // No extent map: the engine's DataMap asks nextDataOffset (SEEK_DATA) every time, which these tests count.
+    dataExtents: () => -1,
     nextDataOffset(offsetBytes: number, endBytes: number): number {
       seeks.count += 1;
       for (let r = Math.floor(offsetBytes / REGION); r * REGION < endBytes; r++) {
