@@ -34,7 +34,8 @@ class ResyncSender : public Stoppable, public std::enable_shared_from_this<Resyn
     uint64_t offset;
     uint32_t length;
   };
-  // Outcomes of a run, as delivered to JS (negative: -errno the peer reported; settled failed).
+  // Outcomes of a run, as delivered to JS (negative: -errno the peer reported; settled failed);
+  // ResyncSendOutcome in src/native.ts is the TypeScript twin.
   static constexpr int32_t kAcked = 1;
   static constexpr int32_t kZero = 2;
 

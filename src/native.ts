@@ -161,6 +161,12 @@ export interface NativeStore {
   resyncReceive(fd: number, buffer: Buffer, volumeBytes: number, epoch: bigint, counters: Float64Array, done: (reason: string, clean: boolean, failedWrites: number) => void): void;
 }
 
+/** Outcomes NativeResyncSender reports per run (negative: -errno the secondary reported). */
+export const enum ResyncSendOutcome {
+  Acked = 1,
+  Zero = 2, // all zeroes: not sent
+}
+
 /** The primary end of a resync channel (NativeStore.openResyncSender). */
 export interface NativeResyncSender {
   /** Queue runs: a Float64Array of offset, length pairs, sent after every run pushed before. */

@@ -15,7 +15,7 @@ import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:os';
 import { AckStatus, HEAD_BYTES, MessageType, decodeMessage, encodeResyncChannel } from '../wire';
-import { loadNative, type NativeResyncSender } from '../native';
+import { loadNative, ResyncSendOutcome, type NativeResyncSender } from '../native';
 import type { LocalStore } from '../store/local-store';
 import { socketFd } from '../util/socket-fd';
 
@@ -207,7 +207,7 @@ export class ResyncChannelSender {
       if (run === undefined) break; // more outcomes than runs: cannot happen (native settles what JS pushed)
       this.queued[this.head++] = undefined as unknown as QueuedRun;
       this.inFlightBytes -= run.lengthBytes;
-      run.done(outcome === 1 ? 'acked' : outcome === 2 ? 'zero' : 'failed', outcome < 0 ? peerWriteFailure(outcome) : null);
+      run.done(outcome === ResyncSendOutcome.Acked ? 'acked' : outcome === ResyncSendOutcome.Zero ? 'zero' : 'failed', outcome < 0 ? peerWriteFailure(outcome) : null);
     }
     this.compactQueue();
   }
