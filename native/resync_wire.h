@@ -144,7 +144,8 @@ inline int WriteAll(int fd, struct iovec* iov, int count) {
 }
 
 // A channel end's data buffer starts at the first page boundary of the memory JS handed over, so
-// that a store opened with O_DIRECT (a block device) can read or write it; JS adds a page of slack.
+// that a store opened with O_DIRECT reads and writes it in place; StoreIo would otherwise move every
+// run through its bounce buffer (a copy). JS adds a page of slack.
 constexpr size_t kBufferAlignBytes = 4096;
 inline bool AlignBuffer(uint8_t** data, size_t* capacity) {
   size_t skip = (kBufferAlignBytes - reinterpret_cast<uintptr_t>(*data) % kBufferAlignBytes) % kBufferAlignBytes;

@@ -83,7 +83,7 @@ export function connectResyncChannel(host: string, port: number, token: bigint, 
   });
 }
 
-/** Native code uses a channel buffer from its first page boundary on (O_DIRECT stores need that). */
+/** Native code uses a channel buffer from its first page boundary on, so an O_DIRECT store needs no bounce copy. */
 const PAGE_BYTES = 4096;
 
 /**
