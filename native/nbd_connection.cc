@@ -16,6 +16,7 @@
 #include "errors.h"
 #include "js_args.h"
 #include "thread_signals.h"
+#include "thread_name.h"
 
 namespace blockmirror {
 
@@ -85,6 +86,7 @@ void NbdConnection::Log(LogLevel level, const std::string& message) {
 // ---- reader thread ----
 
 void NbdConnection::ReaderMain() {
+  NameThisThread("bm-nbd-read");
   BlockAsyncSignalsInThisThread();
   while (!stop_.load()) {
     if (!ReadOneRequest()) return;
@@ -411,6 +413,7 @@ NbdConnection::SendStatus NbdConnection::SendQueuedLocked(std::unique_lock<std::
 // ---- writer thread: finishes replies the nonblocking direct send could not ----
 
 void NbdConnection::WriterMain() {
+  NameThisThread("bm-nbd-write");
   BlockAsyncSignalsInThisThread();
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {

@@ -11,6 +11,7 @@
 #include "js_args.h"
 #include "kernel_abi.h"
 #include "thread_signals.h"
+#include "thread_name.h"
 
 namespace blockmirror {
 
@@ -96,6 +97,7 @@ bool NbdDevice::Attach(Napi::Env env, Napi::Function onExit, int* errnum, std::s
 }
 
 void NbdDevice::DoItMain() {
+  NameThisThread("bm-nbd-doit");
   BlockAsyncSignalsInThisThread();
   // Blocks until the kernel disconnects: NBD_DISCONNECT/CLEAR_SOCK, socket closed, or timeout.
   int rc = ioctl(deviceFd_, nbd::kIoctlDoIt);

@@ -18,6 +18,7 @@
 #include "errors.h"
 #include "js_args.h"
 #include "resync_wire.h"
+#include "thread_name.h"
 
 namespace blockmirror {
 
@@ -52,6 +53,15 @@ class ResyncReceiveWorker : public Napi::AsyncWorker {
   }
 
   void Execute() override {
+    // A libuv pool thread: named for the channel's lifetime, then given its own name back.
+    char poolName[16] = "";
+    pthread_getname_np(pthread_self(), poolName, sizeof poolName);
+    NameThisThread("bm-resync-recv");
+    Receive();
+    NameThisThread(poolName);
+  }
+
+  void Receive() {
     int rc = SetBlocking(fd_);
     if (rc != 0) {
       reason_ = "setting up the channel socket: " + ErrnoText(-rc);

@@ -14,6 +14,7 @@
 #include "js_args.h"
 #include "resync_wire.h"
 #include "thread_signals.h"
+#include "thread_name.h"
 
 namespace blockmirror {
 
@@ -98,6 +99,7 @@ void ResyncSender::Fail(const std::string& problem) {
 }
 
 void ResyncSender::Main() {
+  NameThisThread("bm-resync-send");
   BlockAsyncSignalsInThisThread();
   for (;;) {
     if (!ReadAcks()) break;

@@ -23,6 +23,7 @@
 #include "errors.h"
 #include "js_args.h"
 #include "thread_signals.h"
+#include "thread_name.h"
 
 namespace blockmirror {
 
@@ -268,6 +269,7 @@ bool Store::Submit(Napi::Env env, StoreOp op, uint32_t id, Napi::Value buf, uint
 }
 
 void Store::WorkerMain() {
+  NameThisThread("bm-store-io");
   BlockAsyncSignalsInThisThread();
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
