@@ -43,6 +43,11 @@ export interface Replicator {
   finishWrite?(request: BlockRequest): void;
   /** Optional: put what replicate() queued on the wire now (it may otherwise wait for the end of the tick). */
   flushSends?(): void;
+  /**
+   * Optional: the local part of a replicated modifying request failed (`errno` < 0) and its peer
+   * part has settled, so the peer may hold what this node does not. Called before the client's reply.
+   */
+  localWriteFailed?(request: BlockRequest, errno: number): void;
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -202,12 +207,16 @@ export class Controller {
   private runReplicated(request: BlockRequest, finish: (nbdError: number) => void, localDone: (() => void) | undefined): void {
     let pending = 2;
     let result = P.NBD_OK;
+    let localErrno = 0;
+    const replicator = this.replicator!;
     const settle = (nbdError: number): void => {
       if (result === P.NBD_OK) result = nbdError;
       pending -= 1;
-      if (pending === 0) finish(result);
+      if (pending > 0) return;
+      // Only now: a resync of the range must reach the peer after this request's own copy did.
+      if (localErrno !== 0 && request.command !== NbdCommand.Flush) replicator.localWriteFailed?.(request, localErrno);
+      finish(result);
     };
-    const replicator = this.replicator!;
     replicator.replicate(request, (e) => {
       replicator.finishWrite?.(request);
       settle(e);
@@ -215,6 +224,7 @@ export class Controller {
     const runLocal = (): void =>
       this.runLocal(request, (local) => {
         localDone?.();
+        localErrno = local;
         settle(P.nbdErrorFromErrno(local));
       });
     if (this.localAfterSends !== undefined) this.localAfterSends.push(runLocal);

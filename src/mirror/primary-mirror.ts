@@ -13,7 +13,7 @@
  */
 import * as net from 'node:net';
 import { NbdCommand, StoreOp } from '../native';
-import type { BlockRequest, Replicator } from '../controller';
+import { commandName, type BlockRequest, type Replicator } from '../controller';
 import * as P from '../nbd/protocol';
 import {
   AckStatus,
@@ -118,6 +118,8 @@ export class PrimaryMirror implements Replicator {
   private channel: ResyncChannelSender | undefined;
   /** A resync is opening its channel (run() not called yet). */
   private resyncStarting = false;
+  /** Regions were marked while a resync ran (behind its cursor, maybe): run another when it ends. */
+  private resyncAgain = false;
   private pending = new Map<number, PendingOp>();
   private hashWaiters = new Map<number, (digest: bigint | undefined) => void>();
   private freeTags: number[] = [];
@@ -161,6 +163,7 @@ export class PrimaryMirror implements Replicator {
     activityLogUpdates: 0,
     resyncs: 0,
     resyncChannels: 0,
+    localWriteErrors: 0,
   };
 
   constructor(
@@ -246,6 +249,29 @@ export class PrimaryMirror implements Replicator {
     this.meta.dirty.mark(offsetBytes, lengthBytes);
     if (this.meta.dirty.count !== before) changed = true;
     return changed ? this.meta.persist() : undefined;
+  }
+
+  /**
+   * The local store failed a write, trim or zeroing that also went to the peer: the peer may hold
+   * data this node does not, and nothing else would ever bring them together again. The range is
+   * marked out of sync and resynced from this node, so the replicas converge on what this node
+   * holds (the client was told the request failed, so either content is allowed there).
+   */
+  localWriteFailed(request: BlockRequest, errno: number): void {
+    this.counters.localWriteErrors += 1;
+    this.log.warn(
+      `the local store failed a ${commandName(request.command)} at ${request.offsetBytes}+${request.lengthBytes} (errno ${-errno}) ` +
+        'that the peer may have applied: the range is marked out of sync and resynced from this node',
+    );
+    this.meta.dirty.mark(request.offsetBytes, request.lengthBytes);
+    this.meta.persist().then(
+      () => {
+        const link = this.link;
+        if (!this.connected || link === undefined) return; // the next connection resyncs what is marked
+        if (!this.startResync(link)) this.resyncAgain = true;
+      },
+      (error: Error) => this.log.error(`recording a range the local store failed: ${error.message}`),
+    );
   }
 
   /** The controller dispatched a batch: send what it queued before the local writes run. */
@@ -722,6 +748,10 @@ export class PrimaryMirror implements Replicator {
         this.resyncStarting = false;
         channel?.close();
         if (this.channel === channel) this.channel = undefined;
+      }
+      if (this.resyncAgain && !this.stopped && this.link === link && link.isOpen && this.meta.dirty.count > 0) {
+        this.resyncAgain = false;
+        this.startResync(link);
       }
     })();
     return true;

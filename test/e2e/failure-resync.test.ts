@@ -180,6 +180,40 @@ describe('failures: link cut, resync, verify, metadata', function () {
     }
   });
 
+  it('the primary\'s disk fills up under mirrored writes: the client sees the errors, the peer stays connected, and the ranges the peer applied but the primary could not are resynced from the primary until the replicas are identical', async function () {
+    // A's store lives on a small tmpfs, so that its local writes fail with ENOSPC while B's succeed.
+    const small = path.join(dir, 'small');
+    fs.mkdirSync(small);
+    await runOk('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', small]);
+    try {
+      fs.closeSync(fs.openSync(path.join(small, 'a.img'), 'w'));
+      fs.truncateSync(path.join(small, 'a.img'), 64 * 1024 * 1024);
+      fs.symlinkSync(path.join(small, 'a.img'), path.join(dir, 'a.img'));
+      nodes = await startFailoverPair(dir, ns);
+      await waitForPeerState(nodes.a, 'connected', 20_000);
+      // Leave about 8 MiB free, then write 24 MiB of random 64 KiB blocks through the primary.
+      fs.writeFileSync(path.join(small, 'filler'), Buffer.alloc(32 * 1024 * 1024, 1));
+      const uri = `nbd+unix:///?socket=${nodes.socketA}`;
+      const fio = await run('fio', ['--name=full', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=64k', '--size=64M', '--io_size=24M', '--iodepth=8', '--refill_buffers', '--continue_on_error=all']);
+      assert.notEqual(fio.code, 0, `fio saw no error, so the primary's disk never filled:\n${fio.stdout.slice(-800)}`);
+      let a = (await nodes.a.status()) as Record<string, any>;
+      assert.ok(a.mirror.localWriteErrors > 0, `the primary counts the writes its store failed (${a.mirror.localWriteErrors})`);
+      assert.ok(a.io.errors > 0, 'the client was told');
+      assert.equal(a.peer.state, 'connected', 'a local error does not cut the peer');
+      assert.match(nodes.a.stderr, /the local store failed a WRITE at \d+\+\d+ \(errno 28\) that the peer may have applied/);
+      fs.rmSync(path.join(small, 'filler'));
+      a = await waitInSync(nodes.a, 60_000);
+      assert.ok(a.mirror.resyncs >= 1, 'the failed ranges were resynced while connected');
+      await stopBothAndCompare(nodes, 'the secondary kept data the primary failed to write');
+      nodes = undefined;
+    } finally {
+      await nodes?.a.stop();
+      await nodes?.b.stop();
+      nodes = undefined;
+      await run('umount', [small]);
+    }
+  });
+
   it('both nodes on O_DIRECT (--direct): mirrored writes, a channel resync and verify work from unaligned memory too, and the replicas end identical', async function () {
     nodes = await startFailoverPair(dir, ns, ['--direct'], ['--direct']);
     const uri = `nbd+unix:///?socket=${nodes.socketA}`;
