@@ -53,6 +53,32 @@ describe('failures: link cut, resync, verify, metadata', function () {
     assert.ok(identical(pair.storeA, pair.storeB), message);
   }
 
+  /**
+   * Runs `body` with node `which`'s 64 MiB sparse store on a 40 MiB tmpfs (dir/WHICH.img links to it),
+   * so that its writes fail with ENOSPC once `filler(bytes)` leaves too little room; unmounts after.
+   */
+  async function withSmallDisk(which: 'a' | 'b', body: (filler: (bytes: number) => void, removeFiller: () => void) => Promise<void>): Promise<void> {
+    const small = path.join(dir, 'small');
+    fs.mkdirSync(small);
+    await runOk('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', small]);
+    try {
+      const store = path.join(small, `${which}.img`);
+      fs.closeSync(fs.openSync(store, 'w'));
+      fs.truncateSync(store, 64 * 1024 * 1024);
+      fs.symlinkSync(store, path.join(dir, `${which}.img`));
+      const fillerPath = path.join(small, 'filler');
+      await body(
+        (bytes) => fs.writeFileSync(fillerPath, Buffer.alloc(bytes, 1)),
+        () => fs.rmSync(fillerPath),
+      );
+    } finally {
+      await nodes?.a.stop();
+      await nodes?.b.stop();
+      nodes = undefined;
+      await run('umount', [small]);
+    }
+  }
+
   it('link cut during fio: no failed I/O; after healing only the dirty regions are resynced and the replicas are identical', async function () {
     nodes = await startFailoverPair(dir, ns);
     const uri = `nbd+unix:///?socket=${nodes.socketA}`;
@@ -137,16 +163,10 @@ describe('failures: link cut, resync, verify, metadata', function () {
 
   it('the secondary\'s disk fills up during a channel resync: the channel fails with the reason, the primary reconnects with a growing delay and keeps the rest out of sync; with space freed the resync finishes', async function () {
     // B's store lives on a small tmpfs, so that its writes fail with ENOSPC part way.
-    const small = path.join(dir, 'small');
-    fs.mkdirSync(small);
-    await runOk('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', small]);
-    try {
-      fs.closeSync(fs.openSync(path.join(small, 'b.img'), 'w'));
-      fs.truncateSync(path.join(small, 'b.img'), 64 * 1024 * 1024);
-      fs.symlinkSync(path.join(small, 'b.img'), path.join(dir, 'b.img'));
+    await withSmallDisk('b', async (filler, removeFiller) => {
       nodes = await startFailoverPair(dir, ns);
       // Leave about 10 MiB free, then dirty 24 MiB on the primary.
-      fs.writeFileSync(path.join(small, 'filler'), Buffer.alloc(30 * 1024 * 1024, 1));
+      filler(30 * 1024 * 1024);
       await dirtyWhileLinkDown(nodes, '64M', '24M');
       await ns.linkUp();
       // Each resync that ends unfinished doubles the wait before the next try (250 ms, 500 ms, 1 s, ...).
@@ -166,33 +186,22 @@ describe('failures: link cut, resync, verify, metadata', function () {
       assert.ok(a.peer.outOfSyncBytes > 0, 'what the secondary could not write is still out of sync');
       const b = (await nodes.b.status()) as Record<string, any>;
       assert.equal(b.disk.state, 'inconsistent', 'the secondary knows its replica is not usable');
-      fs.rmSync(path.join(small, 'filler'));
+      removeFiller();
       const synced = await waitInSync(nodes.a, 60_000);
       assert.equal(synced.peer.resyncFailuresInARow, 0, 'a finished resync ends the backoff');
       assert.equal(synced.peer.reconnectDelayMs, 250);
       await stopBothAndCompare(nodes, 'replicas differ after the resync that ran out of space');
       nodes = undefined;
-    } finally {
-      await nodes?.a.stop();
-      await nodes?.b.stop();
-      nodes = undefined;
-      await run('umount', [small]);
-    }
+    });
   });
 
   it('the primary\'s disk fills up under mirrored writes: the client sees the errors, the peer stays connected, and the ranges the peer applied but the primary could not are resynced from the primary until the replicas are identical', async function () {
     // A's store lives on a small tmpfs, so that its local writes fail with ENOSPC while B's succeed.
-    const small = path.join(dir, 'small');
-    fs.mkdirSync(small);
-    await runOk('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', small]);
-    try {
-      fs.closeSync(fs.openSync(path.join(small, 'a.img'), 'w'));
-      fs.truncateSync(path.join(small, 'a.img'), 64 * 1024 * 1024);
-      fs.symlinkSync(path.join(small, 'a.img'), path.join(dir, 'a.img'));
+    await withSmallDisk('a', async (filler, removeFiller) => {
       nodes = await startFailoverPair(dir, ns);
       await waitForPeerState(nodes.a, 'connected', 20_000);
       // Leave about 8 MiB free, then write 24 MiB of random 64 KiB blocks through the primary.
-      fs.writeFileSync(path.join(small, 'filler'), Buffer.alloc(32 * 1024 * 1024, 1));
+      filler(32 * 1024 * 1024);
       const uri = `nbd+unix:///?socket=${nodes.socketA}`;
       const fio = await run('fio', ['--name=full', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=64k', '--size=64M', '--io_size=24M', '--iodepth=8', '--refill_buffers', '--continue_on_error=all']);
       assert.notEqual(fio.code, 0, `fio saw no error, so the primary's disk never filled:\n${fio.stdout.slice(-800)}`);
@@ -201,17 +210,12 @@ describe('failures: link cut, resync, verify, metadata', function () {
       assert.ok(a.io.errors > 0, 'the client was told');
       assert.equal(a.peer.state, 'connected', 'a local error does not cut the peer');
       assert.match(nodes.a.stderr, /the local store failed a WRITE at \d+\+\d+ \(errno 28\) that the peer may have applied/);
-      fs.rmSync(path.join(small, 'filler'));
+      removeFiller();
       a = await waitInSync(nodes.a, 60_000);
       assert.ok(a.mirror.resyncs >= 1, 'the failed ranges were resynced while connected');
       await stopBothAndCompare(nodes, 'the secondary kept data the primary failed to write');
       nodes = undefined;
-    } finally {
-      await nodes?.a.stop();
-      await nodes?.b.stop();
-      nodes = undefined;
-      await run('umount', [small]);
-    }
+    });
   });
 
   it('both nodes on O_DIRECT (--direct): mirrored writes, a channel resync and verify work from unaligned memory too, and the replicas end identical', async function () {
