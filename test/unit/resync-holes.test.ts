@@ -6,7 +6,8 @@
  * transport records what would go to the peer and acknowledges it.
  */
 import * as assert from 'node:assert/strict';
-import { DATA_RUN_BYTES_MAX, READ_BUFFERS, ResyncEngine, type ResyncTransport } from '../../src/mirror/resync';
+import { DATA_RUN_BYTES_MAX, READ_BUFFERS, ResyncEngine, type ResyncChannel, type ResyncTransport } from '../../src/mirror/resync';
+import { CHANNEL_WINDOW_BYTES, type ChannelOutcome, type ChannelRun } from '../../src/peer/resync-channel';
 import { DirtyRegions } from '../../src/mirror/dirty-regions';
 import { RangeGate } from '../../src/range-gate';
 import type { LocalStore } from '../../src/store/local-store';
@@ -179,6 +180,99 @@ describe('resync: data runs', () => {
     assert.equal(sent, data.size);
     assert.ok(intact, 'no buffer was reused before its bytes were taken');
     assert.ok(memories.size <= READ_BUFFERS, `${memories.size} buffers for ${sent} regions in flight at once`);
+    assert.equal(dirty.count, 0);
+  });
+});
+
+describe('resync: on the resync channel', () => {
+  /** A channel that records runs and settles them in order, a few at a time, a turn later. */
+  function fakeChannel(maxRunBytes: number): { channel: ResyncChannel; runs: ChannelRun[]; peakInFlight: { value: number } } {
+    const runs: ChannelRun[] = [];
+    const waiting: { run: ChannelRun; done: (outcome: ChannelOutcome, problem: string | null) => void }[] = [];
+    const settledWaiters: (() => void)[] = [];
+    const peakInFlight = { value: 0 };
+    let inFlight = 0;
+    const settleSome = (): void => {
+      for (const { run, done } of waiting.splice(0, 3)) {
+        inFlight -= run.lengthBytes;
+        done('acked', null);
+      }
+      if (waiting.length > 0) setImmediate(settleSome);
+      else for (const ready of settledWaiters.splice(0)) ready();
+    };
+    const channel: ResyncChannel = {
+      isOpen: true,
+      maxRunBytes,
+      get bytesInFlight() {
+        return inFlight;
+      },
+      send(run, done) {
+        runs.push({ offsetBytes: run.offsetBytes, lengthBytes: run.lengthBytes });
+        inFlight += run.lengthBytes;
+        peakInFlight.value = Math.max(peakInFlight.value, inFlight);
+        if (waiting.push({ run, done }) === 1) setImmediate(settleSome);
+      },
+      whenSettled(ready) {
+        if (waiting.length === 0) ready();
+        else settledWaiters.push(ready);
+      },
+    };
+    return { channel, runs, peakInFlight };
+  }
+
+  it('queues every run with data in order, holes as WRITE_ZEROES, keeps to the window, and waits for a busy gate', async () => {
+    // More data than one window holds, so the engine has to wait for outcomes on the way.
+    const regionBytes = 1024 * 1024;
+    const regions = Math.ceil((3 * CHANNEL_WINDOW_BYTES) / regionBytes) + 8;
+    const holes = new Set([3, 4, 20]);
+    const data = new Set(Array.from({ length: regions }, (_, i) => i).filter((i) => !holes.has(i)));
+    const store = {
+      sizeBytes: regions * regionBytes,
+      runsSynchronously: () => true,
+      dataExtents: () => -1,
+      nextDataOffset(offsetBytes: number, endBytes: number): number {
+        for (let r = Math.floor(offsetBytes / regionBytes); r * regionBytes < endBytes; r++) if (data.has(r)) return Math.max(offsetBytes, r * regionBytes);
+        return endBytes;
+      },
+      readSync: () => 0,
+    } as unknown as LocalStore;
+    const dirty = new DirtyRegions(regions * regionBytes, regionBytes);
+    dirty.markAll();
+    dirty.clear(10); // clean: not sent
+    const gate = new RangeGate();
+    // An application write holds region 30 when the resync starts, and lets go a little later.
+    let appRelease: (() => void) | undefined;
+    gate.enter(30 * regionBytes, regionBytes, (release) => (appRelease = release));
+    let appDone = false;
+    setTimeout(() => {
+      appDone = true;
+      appRelease!();
+    }, 30);
+    const { transport, sent } = recordingTransport();
+    const { channel, runs, peakInFlight } = fakeChannel(regionBytes);
+    const sentAfterApp: boolean[] = [];
+    const recording: ResyncChannel = {
+      ...channel,
+      get isOpen() {
+        return channel.isOpen;
+      },
+      get bytesInFlight() {
+        return channel.bytesInFlight;
+      },
+      send(run, done) {
+        if (run.offsetBytes === 30 * regionBytes) sentAfterApp.push(appDone);
+        channel.send(run, done);
+      },
+    };
+    const engine = new ResyncEngine(store, gate, dirty, { windowRegions: 4, rateBytesPerSecond: 0, checksum: false, persistIntervalMs: 1000 }, async () => undefined, quiet);
+    assert.equal(await engine.run({ ...transport, channel: recording }), true);
+    const expected = Array.from({ length: regions }, (_, i) => i).filter((i) => i !== 10 && !holes.has(i));
+    assert.deepEqual(runs.map((r) => r.offsetBytes / regionBytes), expected, 'every dirty region with data, once, in order');
+    assert.ok(runs.every((r) => r.lengthBytes === regionBytes));
+    const r = regionBytes / REGION; // recordingTransport counts in 64 KiB units
+    assert.deepEqual(sent, [`zeroes ${3 * r}+${2 * r}`, `zeroes ${20 * r}+${r}`], 'the holes, as WRITE_ZEROES on the mirror connection');
+    assert.deepEqual(sentAfterApp, [true], 'the region an application write held went only after it let go');
+    assert.ok(peakInFlight.value <= CHANNEL_WINDOW_BYTES + regionBytes, `at most a window in flight (peak ${peakInFlight.value} bytes)`);
     assert.equal(dirty.count, 0);
   });
 });
