@@ -105,6 +105,13 @@ async function waitForStatus(
     `${String(last?.peer?.outOfSyncBytes)} bytes out of sync, resync active ${String(last?.resync?.active)}`);
 }
 
+// Seconds from sinceWallMs until the pair was whole: the primary's resync.finishedAt (bits cleared, peer connected),
+// which the poll only sees later; the poll's own measure (polledMs) when the status has no finishedAt.
+function secondsToInSync(finishedAt: string | null | undefined, sinceWallMs: number, polledMs: number): number {
+  const finishedWallMs = Date.parse(finishedAt ?? '');
+  return (Number.isFinite(finishedWallMs) ? finishedWallMs - sinceWallMs : polledMs) / 1000;
+}
+
 // The end state of a resync that started at or after sinceMs (wall clock): inactive, peer connected, nothing out of sync.
 function resyncFinishedSince(sinceWallMs: number): (status: PrimaryStatus) => boolean {
   return (status) => {
@@ -200,8 +207,6 @@ async function measureDirtyResyncOnce(run: ResyncRun, repetition: number, measur
     await run.namespaces.setLinkUp(true);
     const done = await waitForStatus(pair, resyncFinishedSince(linkUpWallMs), RESYNC_DONE_TIMEOUT_MS, 'resync finished and peer in sync', RESYNC_POLL_INTERVAL_MS);
     const resync = done.status.resync ?? {};
-    // The pair is whole when the resync finished (bits cleared, peer connected); the poll only saw it later.
-    const finishedWallMs = Date.parse(resync.finishedAt ?? '');
     await stopAndCompare(pair, notes);
     const secondaryDiskBytesPerSec = measureDisk ? await measureSecondaryDisk(run, pair.context.caseDir, notes) : null;
     return {
@@ -209,7 +214,7 @@ async function measureDirtyResyncOnce(run: ResyncRun, repetition: number, measur
       writtenBytes: DIRTY_WRITE_BYTES,
       outOfSyncBytesWhileDown: outOfSync,
       peerStateWhileDown: String(down.peer?.state),
-      linkUpToInSyncSec: Number.isFinite(finishedWallMs) ? (finishedWallMs - linkUpWallMs) / 1000 : (done.atMs - linkUpMs) / 1000,
+      linkUpToInSyncSec: secondsToInSync(resync.finishedAt, linkUpWallMs, done.atMs - linkUpMs),
       resyncEngineSec: engineSeconds(resync.startedAt, resync.finishedAt),
       bytesDone: resync.bytesDone ?? 0,
       bytesSent: resync.bytesSent ?? 0,
@@ -259,7 +264,7 @@ async function measureFullSync(run: ResyncRun): Promise<ScenarioOutcome<FullSync
       volumeBytes: run.volumeBytes,
       writtenBytes: SPARSE_WRITE_BYTES,
       allocatedBytes,
-      startToInSyncSec: Number.isFinite(Date.parse(resync.finishedAt ?? '')) ? (Date.parse(resync.finishedAt!) - startWallMs) / 1000 : (done.atMs - startMs) / 1000,
+      startToInSyncSec: secondsToInSync(resync.finishedAt, startWallMs, done.atMs - startMs),
       resyncEngineSec: engineSeconds(resync.startedAt, resync.finishedAt),
       bytesTotal: resync.bytesTotal ?? 0,
       bytesDone: resync.bytesDone ?? 0,
