@@ -30,6 +30,8 @@ import {
   INLINE_THRESHOLD_MAX_BYTES,
   INLINE_THRESHOLD_MIN_BYTES,
   MessageType,
+  READ_LENGTH_BYTES_MAX,
+  ReadReplyOffset,
   REGION_BYTES_MAX,
   REGION_BYTES_MIN,
   Role,
@@ -42,7 +44,7 @@ import {
   WRITE_FLAGS_KNOWN,
   WRITE_PAYLOAD_BYTES_MAX,
 } from './constants';
-import { isKnownAckStatus, isKnownHashStatus, isKnownHelloReason, isKnownType, typeName } from './names';
+import { isKnownAckStatus, isKnownHashStatus, isKnownHelloReason, isKnownReadStatus, isKnownType, typeName } from './names';
 
 export type DecodeResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 export type Check = { ok: true } | { ok: false; reason: string };
@@ -180,6 +182,23 @@ export interface HashReplyMessage {
   /** First 7 bytes (56 bits) of the SHA-256 of the range's bytes (0 unless status is OK); see regionDigest. */
   rangeDigest: bigint;
 }
+/** READ_REQUEST: "send me these bytes, as they are after every earlier write" (feature PEER_READ). */
+export interface ReadRequestMessage {
+  type: typeof MessageType.ReadRequest;
+  tag: number;
+  offsetBytes: number;
+  lengthBytes: number;
+  epoch: bigint;
+}
+/** READ_REPLY: the status of a READ_REQUEST; `lengthBytes` payload bytes follow it (only when OK). */
+export interface ReadReplyMessage {
+  type: typeof MessageType.ReadReply;
+  tag: number;
+  status: number;
+  lengthBytes: number;
+  /** CRC32C of head bytes 0..11 then the payload; checked by verifyReadReply once the payload is in. */
+  crc32c: number;
+}
 export interface ResyncDoneMessage {
   type: typeof MessageType.ResyncDone;
   tag: number;
@@ -204,7 +223,9 @@ export type WireMessage =
   | HashRequestMessage
   | HashReplyMessage
   | ResyncDoneMessage
-  | ResyncChannelMessage;
+  | ResyncChannelMessage
+  | ReadRequestMessage
+  | ReadReplyMessage;
 
 /** Per-connection limits the decoder cannot know; used by validateMessage. */
 export interface ConnectionLimits {
@@ -314,7 +335,8 @@ export function typeHasBody(type: number): boolean {
     type === MessageType.Trim ||
     type === MessageType.WriteZeroes ||
     type === MessageType.Bitmap ||
-    type === MessageType.HashRequest
+    type === MessageType.HashRequest ||
+    type === MessageType.ReadRequest
   );
 }
 
@@ -348,6 +370,11 @@ export function headBodyLength(head: Uint8Array, o = 0): number {
 /** Payload bytes that follow a WRITE_INLINE head. */
 export function inlinePayloadBytes(head: Uint8Array, o = 0): number {
   return (head[o + HeadOffset.InlineLengthSectorsMinus1]! + 1) << SECTOR_SHIFT;
+}
+
+/** Payload bytes that follow a READ_REPLY head (0 when it is an error). */
+export function readReplyPayloadBytes(head: Uint8Array, o = 0): number {
+  return u32(head, o + ReadReplyOffset.LengthBytes);
 }
 
 /** Payload bytes that follow a WRITE_META message, read from its body. */
@@ -604,6 +631,31 @@ export function encodeHashReply(tag: number, status: number, rangeDigest: bigint
   return buf;
 }
 
+/** READ_REQUEST (head + extent body): "these bytes, after every earlier write"; any byte range of 1..32 MiB. */
+export function encodeReadRequest(tag: number, offsetBytes: number, lengthBytes: number, epoch: bigint, out?: Buffer, offset = 0): Buffer {
+  requireRange('lengthBytes', lengthBytes, 1, READ_LENGTH_BYTES_MAX);
+  return encodeExtent(MessageType.ReadRequest, tag, 0, offsetBytes, lengthBytes, 0, epoch, out, offset);
+}
+
+/**
+ * READ_REPLY head: the status of the READ_REQUEST with this tag. With status OK, `payload` (the
+ * bytes read) is sent right after the head and the head's CRC covers it; otherwise there is none.
+ */
+export function encodeReadReply(tag: number, status: number, payload: Uint8Array | null, out?: Buffer, offset = 0): Buffer {
+  requireRange('tag', tag, 0, TAG_MAX);
+  requireRange('status', status, 0, 0xff);
+  const lengthBytes = payload === null ? 0 : payload.length;
+  if ((status === 0) !== (lengthBytes > 0)) throw new RangeError('wire encode: a READ_REPLY carries a payload exactly when its status is OK');
+  requireRange('payload length', lengthBytes, 0, READ_LENGTH_BYTES_MAX);
+  const buf = allocate(out, offset, HEAD_BYTES);
+  putHeadStart(buf, offset, MessageType.ReadReply, 0, tag);
+  buf[offset + ReadReplyOffset.Status] = status;
+  zero(buf, offset + 5, offset + ReadReplyOffset.LengthBytes);
+  put32(buf, offset + ReadReplyOffset.LengthBytes, lengthBytes);
+  put32(buf, offset + HeadOffset.Crc, headCrc(buf, offset, payload));
+  return buf;
+}
+
 /** RESYNC_DONE (head only): the sync target now holds `generation`; answered by ACK once durable. */
 export function encodeResyncDone(tag: number, generation: bigint, out?: Buffer, offset = 0): Buffer {
   return encodeNonce(MessageType.ResyncDone, tag, generation, out, offset);
@@ -694,6 +746,11 @@ export function encodeMessage(m: WireMessage, payload?: Uint8Array): Buffer {
       return encodeHashReply(m.tag, m.status, m.rangeDigest);
     case MessageType.ResyncDone:
       return encodeResyncDone(m.tag, m.generation);
+    case MessageType.ReadRequest:
+      return encodeReadRequest(m.tag, m.offsetBytes, m.lengthBytes, m.epoch);
+    case MessageType.ReadReply:
+      if (m.lengthBytes > 0 && (!payload || payload.length !== m.lengthBytes)) throw new RangeError('wire encode: READ_REPLY needs its payload');
+      return encodeReadReply(m.tag, m.status, m.lengthBytes > 0 ? payload! : null);
   }
 }
 
@@ -745,7 +802,8 @@ export function decodeMessage(head: Uint8Array, body: Uint8Array | null = null):
   } else if (body && body.length > 0) {
     return fail(`${typeName(type)} carries no body but ${body.length} body bytes were given`);
   }
-  if (type !== MessageType.WriteInline) {
+  // WRITE_INLINE's CRC, and that of a READ_REPLY with data, also covers the payload: checked with it.
+  if (type !== MessageType.WriteInline && !(type === MessageType.ReadReply && readReplyPayloadBytes(head) > 0)) {
     const crc = checkHeadCrc(head, body);
     if (!crc.ok) return crc;
   }
@@ -812,6 +870,20 @@ export function decodeMessage(head: Uint8Array, body: Uint8Array | null = null):
     }
     case MessageType.ResyncDone:
       return { ok: true, value: { type, tag, generation: u64Big(head, HeadOffset.U64) } };
+    case MessageType.ReadRequest:
+      return decodeExtent(type, tag, flags, head, body!);
+    case MessageType.ReadReply: {
+      const reserved = reservedProblem(head, 5, ReadReplyOffset.LengthBytes, type);
+      if (reserved) return fail(reserved);
+      const status = head[ReadReplyOffset.Status]!;
+      if (!isKnownReadStatus(status)) return fail(`READ_REPLY unknown status ${status}`);
+      const lengthBytes = readReplyPayloadBytes(head);
+      if (lengthBytes > READ_LENGTH_BYTES_MAX) return fail(`READ_REPLY length ${lengthBytes} exceeds READ_LENGTH_BYTES_MAX ${READ_LENGTH_BYTES_MAX}`);
+      if ((status === 0) !== (lengthBytes > 0)) {
+        return fail(status === 0 ? 'READ_REPLY with status OK carries no data' : `READ_REPLY with status ${status} announces ${lengthBytes} payload bytes`);
+      }
+      return { ok: true, value: { type, tag, status, lengthBytes, crc32c: u32(head, HeadOffset.Crc) } };
+    }
   }
   return fail(`unknown message type ${type}`);
 }
@@ -831,6 +903,10 @@ function decodeExtent(type: number, tag: number, flags: number, head: Uint8Array
     return { ok: true, value: { type, tag, offsetBytes, lengthBytes, payloadCrc32c, epoch } };
   }
   if (payloadCrc32c !== 0) return fail(`${typeName(type)} reserved body bytes 12..15 are not zero`);
+  if (type === MessageType.ReadRequest) {
+    if (lengthBytes < 1 || lengthBytes > READ_LENGTH_BYTES_MAX) return fail(`READ_REQUEST length ${lengthBytes} not in 1..${READ_LENGTH_BYTES_MAX} (READ_LENGTH_BYTES_MAX)`);
+    return { ok: true, value: { type: MessageType.ReadRequest, tag, offsetBytes, lengthBytes, epoch } };
+  }
   if (lengthBytes < SECTOR_BYTES || offsetBytes % SECTOR_BYTES !== 0 || lengthBytes % SECTOR_BYTES !== 0) {
     return fail(`${typeName(type)} extent ${offsetBytes}+${lengthBytes} is not whole 512-byte sectors`);
   }
@@ -926,6 +1002,14 @@ export function verifyInlineWrite(head: Uint8Array, payload: Uint8Array): Check 
   return checkHeadCrc(head, payload);
 }
 
+/** Checks a READ_REPLY's payload once complete: length and CRC over head 0..11 + payload. */
+export function verifyReadReply(head: Uint8Array, payload: Uint8Array): Check {
+  if (head.length < HEAD_BYTES) return { ok: false, reason: `truncated head: ${head.length} of ${HEAD_BYTES} bytes` };
+  const expectedBytes = readReplyPayloadBytes(head);
+  if (payload.length !== expectedBytes) return { ok: false, reason: `READ_REPLY payload has ${payload.length} bytes, head announces ${expectedBytes}` };
+  return checkHeadCrc(head, payload);
+}
+
 /** Checks a large write's payload against its WRITE_META: length and payload CRC32C. */
 export function verifyMetaPayload(meta: WriteMetaMessage, payload: Uint8Array): Check {
   if (payload.length !== meta.lengthBytes) return { ok: false, reason: `WRITE_META payload has ${payload.length} bytes, meta announces ${meta.lengthBytes}` };
@@ -963,6 +1047,7 @@ export function validateMessage(m: WireMessage, limits: ConnectionLimits): Check
     case MessageType.Trim:
     case MessageType.WriteZeroes:
     case MessageType.HashRequest:
+    case MessageType.ReadRequest:
       return extentWithinVolume(m.type, m.offsetBytes, m.lengthBytes, limits.volumeSizeBytes);
     case MessageType.Bitmap: {
       const expected = bitmapRegionCount(limits.volumeSizeBytes, m.regionBytes);

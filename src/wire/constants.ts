@@ -31,11 +31,13 @@ export const INLINE_THRESHOLD_MIN_BYTES = SECTOR_BYTES;
 export const BODY_BYTES_MAX = 4096;
 /** Version-1 HELLO / HELLO_REPLY body; longer bodies carry extensions that v1 receivers ignore. */
 export const HELLO_BODY_BYTES = 88;
-/** Body of WRITE_META, TRIM, WRITE_ZEROES and HASH_REQUEST. */
+/** Body of WRITE_META, TRIM, WRITE_ZEROES, HASH_REQUEST and READ_REQUEST. */
 export const EXTENT_BODY_BYTES = 24;
 
 /** Largest payload of one large write (WRITE_META lengthBytes); matches the NBD 32 MiB request cap. */
 export const WRITE_PAYLOAD_BYTES_MAX = 32 * 1024 * 1024;
+/** Largest range one READ_REQUEST may ask for (and so the largest READ_REPLY payload): the NBD request cap. */
+export const READ_LENGTH_BYTES_MAX = WRITE_PAYLOAD_BYTES_MAX;
 /** Largest TRIM / WRITE_ZEROES extent: the u32 length field rounded down to whole sectors. */
 export const EXTENT_LENGTH_BYTES_MAX = 0xfffffe00;
 
@@ -86,6 +88,8 @@ export const MessageType = {
   HashReply: 15,
   ResyncDone: 16,
   ResyncChannel: 17,
+  ReadRequest: 18,
+  ReadReply: 19,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -143,6 +147,15 @@ export const HashStatus = {
 } as const;
 export type HashStatus = (typeof HashStatus)[keyof typeof HashStatus];
 
+/** READ_REPLY status (byte 4). */
+export const ReadStatus = {
+  Ok: 0,
+  IoError: 1,
+  /** The request's epoch is not the connection's current epoch: nothing was read. */
+  EpochRefused: 2,
+} as const;
+export type ReadStatus = (typeof ReadStatus)[keyof typeof ReadStatus];
+
 /** Flags (u32, body bytes 12..15) of a BITMAP chunk. Other bits are reserved (0). */
 export const BitmapFlag = {
   /** The last chunk of the sender's bitmap: it ends at totalRegions. */
@@ -165,8 +178,10 @@ export const Feature = {
   Resync: 1n << 2n,
   /** A second connection that carries a resync's region data (RESYNC_CHANNEL, docs/wire-format.md section 8.2). */
   ResyncChannel: 1n << 3n,
+  /** READ_REQUEST / READ_REPLY: the primary reads from its peer what its own store failed to read (section 5.15). */
+  PeerRead: 1n << 4n,
 } as const;
-export const FEATURES_KNOWN = Feature.Trim | Feature.WriteZeroes | Feature.Resync | Feature.ResyncChannel;
+export const FEATURES_KNOWN = Feature.Trim | Feature.WriteZeroes | Feature.Resync | Feature.ResyncChannel | Feature.PeerRead;
 
 /** Byte offsets inside a head. */
 export const HeadOffset = {
@@ -206,6 +221,13 @@ export const HashReplyOffset = {
   Status: 4,
   /** 7 bytes: 5..11. */
   RangeDigest: 5,
+} as const;
+
+/** Byte offsets inside a READ_REPLY head. */
+export const ReadReplyOffset = {
+  Status: 4,
+  /** u32: payload bytes after the head (0 unless the status is OK). */
+  LengthBytes: 8,
 } as const;
 
 /** Byte offsets inside the HELLO / HELLO_REPLY body. */

@@ -2,13 +2,13 @@
  * Decodes a whole byte string of frames (a captured stream, a test vector, a hex dump) into
  * messages with their payloads, checking everything a receiver checks. Never throws.
  */
-import { decodeMessage, verifyInlineWrite, verifyMetaPayload, type DecodeResult, type WireMessage } from './codec';
+import { decodeMessage, verifyInlineWrite, verifyMetaPayload, verifyReadReply, type DecodeResult, type WireMessage } from './codec';
 import { MessageType } from './constants';
 import { FrameReader } from './frame-reader';
 
 export interface DecodedMessage {
   message: WireMessage;
-  /** Payload of a WRITE_INLINE or WRITE_META, else null. */
+  /** Payload of a WRITE_INLINE, WRITE_META or READ_REPLY, else null. */
   payload: Buffer | null;
 }
 
@@ -31,7 +31,9 @@ export function decodeStream(bytes: Uint8Array): DecodeResult<DecodedMessage[]> 
     const check =
       owner.message.type === MessageType.WriteInline
         ? verifyInlineWrite(lastHead!, frame.payload)
-        : verifyMetaPayload(owner.message as Extract<WireMessage, { type: typeof MessageType.WriteMeta }>, frame.payload);
+        : owner.message.type === MessageType.ReadReply
+          ? verifyReadReply(lastHead!, frame.payload)
+          : verifyMetaPayload(owner.message as Extract<WireMessage, { type: typeof MessageType.WriteMeta }>, frame.payload);
     if (!check.ok) return check;
     owner.payload = frame.payload;
   }

@@ -20,15 +20,16 @@ import {
   headBodyLength,
   inlinePayloadBytes,
   metaPayloadBytes,
+  readReplyPayloadBytes,
   typeHasBody,
   type Check,
 } from './codec';
-import { HEAD_BYTES, HeadOffset, MessageType, WRITE_PAYLOAD_BYTES_MAX } from './constants';
+import { HEAD_BYTES, HeadOffset, MessageType, READ_LENGTH_BYTES_MAX, WRITE_PAYLOAD_BYTES_MAX } from './constants';
 import { typeName } from './names';
 
 export type Frame =
   | { kind: 'message'; type: number; head: Buffer; body: Buffer | null }
-  /** Payload of the WRITE_INLINE or WRITE_META (`type`) framed just before it. */
+  /** Payload of the WRITE_INLINE, WRITE_META or READ_REPLY (`type`) framed just before it. */
   | { kind: 'payload'; type: number; payload: Buffer }
   | { kind: 'error'; reason: string };
 
@@ -169,6 +170,10 @@ export class FrameReader {
       this.expectPayload(type, inlinePayloadBytes(head));
     } else if (type === MessageType.WriteNotify) {
       this.notifyTag = head.readUInt16BE(HeadOffset.Tag);
+    } else if (type === MessageType.ReadReply) {
+      const payloadBytes = readReplyPayloadBytes(head);
+      if (payloadBytes > READ_LENGTH_BYTES_MAX) return this.fail(`READ_REPLY length ${payloadBytes} exceeds READ_LENGTH_BYTES_MAX ${READ_LENGTH_BYTES_MAX}`);
+      if (payloadBytes > 0) this.expectPayload(type, payloadBytes);
     }
     return { kind: 'message', type, head, body: null };
   }

@@ -1,5 +1,5 @@
 /** Names of wire numbers for logs and tools (like DRBD's packet name function). */
-import { AckStatus, BitmapFlag, HashStatus, HelloReason, MessageType, Role, WriteFlag } from './constants';
+import { AckStatus, BitmapFlag, HashStatus, HelloReason, MessageType, ReadStatus, Role, WriteFlag } from './constants';
 
 function invert(table: Record<string, number>, style: (key: string) => string): Map<number, string> {
   const names = new Map<number, string>();
@@ -18,6 +18,7 @@ const STATUS_NAMES = invert(AckStatus, screamingSnake);
 const REASON_NAMES = invert(HelloReason, screamingSnake);
 const ROLE_NAMES = invert(Role, screamingSnake);
 const HASH_STATUS_NAMES = invert(HashStatus, screamingSnake);
+const READ_STATUS_NAMES = invert(ReadStatus, screamingSnake);
 
 /** Name of a message type number, or UNKNOWN(n) so a log line never fails. */
 export function typeName(type: number): string {
@@ -74,6 +75,15 @@ export function hashStatusName(status: number): string {
 
 export function isKnownHashStatus(status: number): boolean {
   return HASH_STATUS_NAMES.has(status);
+}
+
+/** Name of a READ_REPLY status, or UNKNOWN(n). */
+export function readStatusName(status: number): string {
+  return READ_STATUS_NAMES.get(status) ?? `UNKNOWN(${status})`;
+}
+
+export function isKnownReadStatus(status: number): boolean {
+  return READ_STATUS_NAMES.has(status);
 }
 
 /** 'LAST', '-' for none, unknown bits as hex (BITMAP chunk flags). */

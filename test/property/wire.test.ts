@@ -10,6 +10,7 @@ import {
   BitmapFlag,
   EXTENT_LENGTH_BYTES_MAX,
   HASH_LENGTH_BYTES_MAX,
+  READ_LENGTH_BYTES_MAX,
   RANGE_DIGEST_MAX,
   FrameReader,
   HEAD_BYTES,
@@ -22,6 +23,7 @@ import {
   encodeBitmapChunks,
   decodeStream,
   encodeMessage,
+  encodeReadReply,
   messageToJson,
   validateMessage,
   verifyInlineWrite,
@@ -153,6 +155,23 @@ const hashReply = fc.oneof(
   fc.record({ tag, status: fc.integer({ min: 1, max: 2 }) }).map((r) => ({ type: MessageType.HashReply, rangeDigest: 0n, ...r })),
 );
 
+const readRequest = fc.record({ tag, offsetBytes: safe, lengthBytes: fc.integer({ min: 1, max: READ_LENGTH_BYTES_MAX }), epoch: u64 });
+
+/** A READ_REPLY: status OK with its payload (the head's CRC covers it), or an error status without one. */
+const readReplyUnit: fc.Arbitrary<Unit> = fc.oneof(
+  fc.record({ tag, bytes: fc.uint8Array({ minLength: 1, maxLength: PAYLOAD_BYTES_MAX_GENERATED }) }).map((r) => {
+    const payload = Buffer.from(r.bytes);
+    const head = encodeReadReply(r.tag, 0, payload);
+    const message: WireMessage = { type: MessageType.ReadReply, tag: r.tag, status: 0, lengthBytes: payload.length, crc32c: head.readUInt32BE(12) };
+    return [{ message, payload }];
+  }),
+  fc.record({ tag, status: fc.integer({ min: 1, max: 2 }) }).map((r) => {
+    const head = encodeReadReply(r.tag, r.status, null);
+    const message: WireMessage = { type: MessageType.ReadReply, tag: r.tag, status: r.status, lengthBytes: 0, crc32c: head.readUInt32BE(12) };
+    return [{ message, payload: null }];
+  }),
+);
+
 /** Every message type, each unit in the order it must travel. */
 const unit: fc.Arbitrary<Unit> = fc.oneof(
   single(fc.record({ tag, h: helloFields }).map(({ tag: t, h }) => ({ type: MessageType.Hello, tag: t, ...h }))),
@@ -171,6 +190,8 @@ const unit: fc.Arbitrary<Unit> = fc.oneof(
   single(hashReply),
   single(fc.record({ tag, generation: u64 }).map((r) => ({ type: MessageType.ResyncDone, ...r }))),
   single(fc.record({ tag, token: u64 }).map((r) => ({ type: MessageType.ResyncChannel, ...r }))),
+  single(readRequest.map((r) => ({ type: MessageType.ReadRequest, ...r }))),
+  readReplyUnit,
 );
 
 function encodeUnits(units: Unit[]): Buffer {

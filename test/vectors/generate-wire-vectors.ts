@@ -24,7 +24,7 @@ interface Vector {
 }
 
 const V1 = 0x40; // version 1 in the top two bits of byte 0
-const T = { HELLO: 1, HELLO_REPLY: 2, WRITE_INLINE: 3, WRITE_NOTIFY: 4, WRITE_META: 5, ACK: 6, WRITE_COMPLETE: 7, FLUSH: 8, TRIM: 9, WRITE_ZEROES: 10, PING: 11, PONG: 12, BITMAP: 13, HASH_REQUEST: 14, HASH_REPLY: 15, RESYNC_DONE: 16, RESYNC_CHANNEL: 17 };
+const T = { HELLO: 1, HELLO_REPLY: 2, WRITE_INLINE: 3, WRITE_NOTIFY: 4, WRITE_META: 5, ACK: 6, WRITE_COMPLETE: 7, FLUSH: 8, TRIM: 9, WRITE_ZEROES: 10, PING: 11, PONG: 12, BITMAP: 13, HASH_REQUEST: 14, HASH_REPLY: 15, RESYNC_DONE: 16, RESYNC_CHANNEL: 17, READ_REQUEST: 18, READ_REPLY: 19 };
 
 function be(value: bigint | number, bytes: number): number[] {
   let v = BigInt(value);
@@ -133,6 +133,20 @@ function digest56(data: Uint8Array): bigint {
 }
 function hex56(v: bigint): string {
   return `0x${v.toString(16).padStart(16, '0')}`;
+}
+// ---- reading from the peer ----
+function readRequest(tag: number, offset: number, length: number, epoch: bigint, reservedCrc = 0): number[] {
+  return extent(T.READ_REQUEST, tag, 0, extentBody(offset, length, reservedCrc, epoch));
+}
+/** READ_REPLY: byte 4 status, 5..7 reserved, 8..11 u32 payload length; the CRC continues over the payload. */
+function readReply(tag: number, status: number, payload: number[], lengthOverride?: number, reserved: number[] = [0, 0, 0]): number[] {
+  return [...head(V1 | T.READ_REPLY, 0, tag, [status, ...reserved, ...be(lengthOverride ?? payload.length, 4)], payload), ...payload];
+}
+function readReplyFields(tag: number, status: number, bytes: number[], payload: number[]): Fields {
+  return {
+    type: 'READ_REPLY', tag, status, lengthBytes: payload.length, crc32c: Number(BigInt('0x' + hex(bytes.slice(12, 16)))),
+    ...(payload.length > 0 ? { payloadHex: hex(payload) } : {}),
+  };
 }
 function resyncDone(tag: number, generation: bigint): number[] {
   return head(V1 | T.RESYNC_DONE, 0, tag, be(generation, 8));
@@ -250,6 +264,15 @@ valid('hash-request', 'HASH_REQUEST tag 0x20: CRC32C of the 1 MiB at 1 MiB after
     [{ type: 'HASH_REPLY', tag: 0x20, status: 0, rangeDigest: hex56(zeros) }]);
 }
 valid('hash-reply-io-error', 'HASH_REPLY tag 0x21, status 1 IO_ERROR, range digest 0', hashReply(0x21, 1, 0n), [{ type: 'HASH_REPLY', tag: 0x21, status: 1, rangeDigest: hex56(0n) }]);
+valid('read-request', 'READ_REQUEST tag 0x40: the 1000 bytes at byte 4100, as they are after every earlier write', readRequest(0x40, 4100, 1000, EPOCH),
+  [{ type: 'READ_REQUEST', tag: 0x40, offsetBytes: 4100, lengthBytes: 1000, epoch: id(EPOCH) }], oneGiB);
+{
+  const data = pattern(1000, 9);
+  const b = readReply(0x40, 0, data);
+  valid('read-reply-ok', 'READ_REPLY tag 0x40, status OK, 1000 payload bytes (the head CRC continues over them)', b, [readReplyFields(0x40, 0, b, data)]);
+  const e = readReply(0x41, 1, []);
+  valid('read-reply-io-error', 'READ_REPLY tag 0x41, status 1 IO_ERROR, no payload', e, [readReplyFields(0x41, 1, e, [])]);
+}
 valid('resync-channel-announce', 'RESYNC_CHANNEL tag 0x31 on the mirror connection: the primary announces channel token 0x0123456789abcdef (the secondary ACKs tag 0x31)',
   head(V1 | T.RESYNC_CHANNEL, 0, 0x31, be(0x0123456789abcdefn, 8)), [{ type: 'RESYNC_CHANNEL', tag: 0x31, token: id(0x0123456789abcdefn) }]);
 {
@@ -363,6 +386,20 @@ invalid('hash-request-flag', 'HASH_REQUEST with head flag 0x02 (RESYNC is a writ
 invalid('hash-request-reserved-body', 'HASH_REQUEST with the reserved body CRC field not zero', hashRequest(0x20, 0, 4096, EPOCH, 0, 0xdeadbeef), 'reserved body bytes 12..15');
 invalid('hash-reply-unknown-status', 'HASH_REPLY with status 9', hashReply(0x20, 9, 0n), 'unknown status 9');
 invalid('hash-reply-error-with-digest', 'HASH_REPLY IO_ERROR carrying a range digest (byte 8 = 1)', hashReply(0x20, 1, 0x0001000000n), 'has a range digest');
+invalid('read-request-zero-length', 'READ_REQUEST of 0 bytes', readRequest(0x40, 0, 0, EPOCH), 'not in 1..');
+invalid('read-request-too-long', 'READ_REQUEST of 32 MiB + 1 byte', readRequest(0x40, 0, 32 * 1048576 + 1, EPOCH), 'READ_LENGTH_BYTES_MAX');
+invalid('read-request-reserved-body', 'READ_REQUEST with the reserved body CRC field not zero', readRequest(0x40, 0, 4096, EPOCH, 1), 'reserved body bytes 12..15');
+invalid('read-reply-unknown-status', 'READ_REPLY with status 9 and no payload', readReply(0x40, 9, []), 'unknown status 9');
+invalid('read-reply-reserved-bytes', 'READ_REPLY IO_ERROR with reserved byte 6 = 1', readReply(0x40, 1, [], undefined, [0, 1, 0]), 'reserved head bytes 5..7');
+invalid('read-reply-ok-without-data', 'READ_REPLY with status OK and length 0', readReply(0x40, 0, []), 'carries no data');
+invalid('read-reply-error-with-data', 'READ_REPLY IO_ERROR announcing (and carrying) 512 payload bytes', readReply(0x40, 1, p512), 'announces 512 payload bytes');
+invalid('read-reply-too-long', 'READ_REPLY head announcing 32 MiB + 1 payload bytes', readReply(0x40, 0, [], 32 * 1048576 + 1), 'READ_LENGTH_BYTES_MAX');
+{
+  const b = readReply(0x40, 0, pattern(1000, 9));
+  b[16 + 500]! ^= 0x10;
+  invalid('read-reply-bad-crc', 'read-reply-ok with one payload bit flipped', b, 'bad CRC32C');
+  invalid('truncated-read-reply-payload', 'read-reply-ok without its last payload byte', readReply(0x40, 0, pattern(1000, 9)).slice(0, -1), 'truncated READ_REPLY payload');
+}
 {
   const b = resyncDone(0x30, 0x1111111111111111n);
   b[11]! ^= 0x01;
@@ -390,6 +427,8 @@ invalid('meta-beyond-volume', 'Large write of 37 bytes at 1 MiB - 36 on a 1 MiB 
 
 invalid('bitmap-total-mismatch', 'bitmap-single-chunk (17 regions) on a 1 GiB volume, which has 16 regions of 64 MiB', bitmap(odd), 'is not ceil(',
   { limits: oneGiB, fields: [bitmapJson(odd)] });
+invalid('read-request-beyond-volume', 'READ_REQUEST of 1 byte at 1 MiB on a 1 MiB volume', readRequest(0x40, 1048576, 1, EPOCH), 'ends beyond the volume size',
+  { limits: oneMiB, fields: [{ type: 'READ_REQUEST', tag: 0x40, offsetBytes: 1048576, lengthBytes: 1, epoch: id(EPOCH) }] });
 invalid('hash-request-beyond-volume', 'HASH_REQUEST of 512 bytes at 1 MiB on a 1 MiB volume', hashRequest(0x20, 1048576, 512, EPOCH), 'ends beyond the volume size',
   { limits: oneMiB, fields: [{ type: 'HASH_REQUEST', tag: 0x20, offsetBytes: 1048576, lengthBytes: 512, epoch: id(EPOCH) }] });
 
