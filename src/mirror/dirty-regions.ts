@@ -32,6 +32,15 @@ export class DirtyRegions {
     for (let r = first; r <= last; r++) this.set(r);
   }
 
+  /** Whether any region that [offset, offset+length) touches is dirty. */
+  touchesDirty(offsetBytes: number, lengthBytes: number): boolean {
+    if (lengthBytes <= 0) return false;
+    const first = Math.floor(offsetBytes / this.regionBytes);
+    const last = Math.min(this.regionCount - 1, Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes));
+    const next = this.nextDirty(first);
+    return next >= 0 && next <= last;
+  }
+
   markAll(): void {
     for (let r = 0; r < this.regionCount; r++) this.set(r);
   }
