@@ -48,6 +48,12 @@ export interface Replicator {
    * part has settled, so the peer may hold what this node does not. Called before the client's reply.
    */
   localWriteFailed?(request: BlockRequest, errno: number): void;
+  /**
+   * Optional: the local store failed to read `request`; ask the peer for the bytes. Called with the
+   * range's write gate held. False when the peer cannot serve them (nothing was sent); otherwise
+   * `done` gets 0 once the bytes are in request.data, or -errno.
+   */
+  readFromPeer?(request: BlockRequest, done: (result: number) => void): boolean;
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -67,6 +73,8 @@ export class Controller {
    * own copy, instead of the send waiting for every local write of the batch.
    */
   private localAfterSends: (() => void)[] | undefined;
+  /** A read served from the peer was logged (later ones are only counted). */
+  private peerReadLogged = false;
 
   constructor(
     private readonly store: LocalStore,
@@ -191,8 +199,18 @@ export class Controller {
     while (this.preparing.length > 0 && this.preparing[0]!.ready) this.preparing.shift()!.go();
   }
 
-  /** Reads stay local; everything else also goes to the replicator when one is attached. */
+  /**
+   * Reads are served locally (from the peer only when the local store fails them); everything else
+   * also goes to the replicator when one is attached.
+   */
   private runLocalOrReplicated(request: BlockRequest, finish: (nbdError: number) => void, localDone: (() => void) | undefined): void {
+    if (request.command === NbdCommand.Read && this.replicator?.readFromPeer !== undefined) {
+      this.runLocal(request, (local) => {
+        if (local < 0) this.readFromPeer(request, local, finish);
+        else finish(P.NBD_OK);
+      });
+      return;
+    }
     if (request.command === NbdCommand.Read || this.replicator === undefined) {
       this.runLocal(request, (local) => {
         localDone?.();
@@ -229,6 +247,25 @@ export class Controller {
       });
     if (this.localAfterSends !== undefined) this.localAfterSends.push(runLocal);
     else runLocal();
+  }
+
+  /**
+   * The local store failed a read with `localErrno`: under the range's write gate (no write to those
+   * bytes in flight on either node), the peer's copy is what the local one should have returned.
+   * When the peer cannot serve it either, the client gets the local error.
+   */
+  private readFromPeer(request: BlockRequest, localErrno: number, finish: (nbdError: number) => void): void {
+    this.writeGate.enter(request.offsetBytes, request.lengthBytes, (release) => {
+      const answer = (result: number): void => {
+        release();
+        if (result === 0 && !this.peerReadLogged) {
+          this.peerReadLogged = true;
+          this.log.warn(`the local store failed a read (errno ${-localErrno}) at ${request.offsetBytes}+${request.lengthBytes}: served from the peer; status counts further ones (mirror.readsFromPeer)`);
+        }
+        finish(P.nbdErrorFromErrno(result === 0 ? 0 : localErrno));
+      };
+      if (!this.replicator!.readFromPeer!(request, answer)) answer(localErrno);
+    });
   }
 
   /** Run one request against the local store; `done` gets 0 or -errno. */

@@ -30,6 +30,7 @@ import {
   encodeFlush,
   encodeHashRequest,
   encodeHello,
+  encodeReadRequest,
   encodeResyncChannel,
   encodeResyncDone,
   encodeTrim,
@@ -56,6 +57,7 @@ import type { LocalStore } from '../store/local-store';
 import type { RangeGate } from '../range-gate';
 import type { Logger } from '../util/log';
 import { CompletionTracker } from './completion-tracker';
+import { PeerReads } from './peer-reads';
 import { RECONNECT_BACKOFF_MAX_MS } from '../limits';
 
 export type MirrorMode = 'sync' | 'async';
@@ -123,6 +125,8 @@ export class PrimaryMirror implements Replicator {
   private pending = new Map<number, PendingOp>();
   private hashWaiters = new Map<number, (digest: bigint | undefined) => void>();
   private freeTags: number[] = [];
+  /** Client reads the local store failed, asked of the peer. */
+  private readonly peerReads = new PeerReads((tag) => this.freeTags.push(tag));
   private nextSeq = 1;
   private completeThroughSeq = 0;
   private readonly completion = new CompletionTracker();
@@ -344,6 +348,7 @@ export class PrimaryMirror implements Replicator {
       lastSeq: this.nextSeq - 1,
       epoch: Number(this.meta.epoch),
       copiedPayloadBytes: 0, // the primary hands pool slots to socket.write: no payload copy
+      ...this.peerReads.counters,
       peerMessagesReceived: link?.stats.messagesReceived ?? 0,
     };
   }
@@ -430,6 +435,22 @@ export class PrimaryMirror implements Replicator {
     const tag = this.takeTag();
     this.hashWaiters.set(tag, done);
     this.sendMessage(link, encodeHashRequest(tag, offsetBytes, lengthBytes, this.meta.epoch));
+  }
+
+  /**
+   * The local store failed to read `request`: ask the peer for the bytes (docs/wire-format.md 5.15)
+   * when it holds them up to date: connected, PEER_READ negotiated, and no region of the range out
+   * of sync. The caller holds the range's write gate. Returns false (nothing sent) when the peer
+   * cannot serve it; otherwise `done` gets 0 with the bytes in request.data, or -EIO.
+   */
+  readFromPeer(request: BlockRequest, done: (result: number) => void): boolean {
+    const link = this.link;
+    if (!this.connected || link === undefined || (this.peerFeatures & Feature.PeerRead) === 0n) return false;
+    if (this.meta.dirty.touchesDirty(request.offsetBytes, request.lengthBytes)) return false;
+    const tag = this.takeTag();
+    this.peerReads.add(tag, request, done);
+    this.sendMessage(link, encodeReadRequest(tag, request.offsetBytes, request.lengthBytes, this.meta.epoch));
+    return true;
   }
 
   private wireFlags(nbdFlags: number): number {
@@ -553,9 +574,9 @@ export class PrimaryMirror implements Replicator {
       socket,
       receiver,
       {
-        onMessage: (m) => {
+        onMessage: (m, head) => {
           if (phase === 'running') {
-            this.onMessage(link, m);
+            this.onMessage(link, m, head);
             return;
           }
           if (phase === 'hello') {
@@ -594,9 +615,10 @@ export class PrimaryMirror implements Replicator {
           phase = 'running';
           void this.onConnected(link, reply!, decision);
         },
-        onPayload: (_type, _payload, release) => {
+        onPayload: (type, payload, release) => {
+          const problem = phase === 'running' && type === MessageType.ReadReply ? this.peerReads.onPayload(payload) : 'the secondary sent a payload';
           release();
-          link.close('protocol error: the secondary sent a payload');
+          if (problem !== undefined) link.close(`protocol error: ${problem}`);
         },
         onClose: (reason) => {
           if (phase === 'running') this.onLinkLost(link, reason);
@@ -810,7 +832,12 @@ export class PrimaryMirror implements Replicator {
     this.sendMessage(link, encodeResyncDone(tag, this.meta.generations.current));
   }
 
-  private onMessage(link: PeerLink, m: WireMessage): void {
+  private onMessage(link: PeerLink, m: WireMessage, head: Buffer): void {
+    if (m.type === MessageType.ReadReply) {
+      const problem = (this.peerFeatures & Feature.PeerRead) === 0n ? 'READ_REPLY without the PEER_READ feature' : this.peerReads.onReply(m, head);
+      if (problem !== undefined) link.close(`protocol error: ${problem}`);
+      return;
+    }
     if (m.type === MessageType.HashReply) {
       const waiter = this.hashWaiters.get(m.tag);
       if (waiter === undefined) {
@@ -889,6 +916,7 @@ export class PrimaryMirror implements Replicator {
     const hashWaiters = [...this.hashWaiters.values()];
     this.pending.clear();
     this.hashWaiters.clear();
+    this.peerReads.failAll(); // nothing to record for a read; its tags die with the connection
     this.freeTags = [];
     for (let t = TAG_COUNT - 1; t >= 0; t--) this.freeTags.push(t);
     this.completion.reset();
@@ -947,7 +975,7 @@ export class PrimaryMirror implements Replicator {
   /** A write unacknowledged for longer than ackTimeoutMs means the peer stalled: go degraded. */
   private checkAckTimeouts(): void {
     const link = this.link;
-    if (link === undefined || this.pending.size === 0) return;
+    if (link === undefined) return;
     const now = Date.now();
     for (const op of this.pending.values()) {
       if (now - op.sentAtMs > this.options.ackTimeoutMs) {
@@ -955,6 +983,8 @@ export class PrimaryMirror implements Replicator {
         return;
       }
     }
+    const oldestRead = this.peerReads.oldestSentAtMs;
+    if (oldestRead !== undefined && now - oldestRead > this.options.ackTimeoutMs) link.close(`no READ_REPLY for ${now - oldestRead} ms (peer stalled)`);
   }
 
   private setState(state: PeerState, reason: string): void {

@@ -10,8 +10,10 @@ import { StoreOp, loadNative } from '../native';
 import type { LocalStore } from '../store/local-store';
 import {
   AckStatus,
+  Feature,
   HelloReason,
   MessageType,
+  ReadStatus,
   Role,
   SECTOR_BYTES,
   WIRE_VERSION,
@@ -20,6 +22,7 @@ import {
   encodeBitmapChunks,
   encodeHashReply,
   encodeHelloReply,
+  encodeReadReply,
   epochLow8,
   verifyInlineWrite,
   verifyMetaPayload,
@@ -72,6 +75,8 @@ interface Session {
   channelToken: bigint | undefined;
   /** This session's resync channel while it runs. */
   channel: ResyncChannelReceiver | undefined;
+  /** The primary offered PEER_READ in its HELLO (both ends of this version do). */
+  peerRead: boolean;
 }
 
 export class SecondaryReplica {
@@ -104,6 +109,8 @@ export class SecondaryReplica {
     resyncWrites: 0,
     resyncBytes: 0,
     hashRequests: 0,
+    /** READ_REQUESTs answered: reads the primary's store failed. */
+    readRequests: 0,
     resyncsCompleted: 0,
     resyncChannels: 0,
   };
@@ -225,6 +232,7 @@ export class SecondaryReplica {
       flushWaiters: [],
       channelToken: undefined,
       channel: undefined,
+      peerRead: false,
     };
     const link = new PeerLink(
       socket,
@@ -329,6 +337,26 @@ export class SecondaryReplica {
         });
         return;
       }
+      case MessageType.ReadRequest: {
+        if (!session.peerRead) return this.refuse(session, 'protocol error: READ_REQUEST without the PEER_READ feature');
+        if (m.epoch !== session.epoch) return this.refuse(session, `READ_REQUEST carries epoch ${m.epoch}, the connection's epoch is ${session.epoch}`);
+        this.counters.readRequests += 1;
+        const { tag, offsetBytes, lengthBytes } = m;
+        // After every earlier write (section 10); the primary holds the range's gate until the reply,
+        // so no later write to these bytes arrives while the read runs.
+        this.flushAfterEarlierOps(session, () => {
+          const data = Buffer.allocUnsafe(lengthBytes);
+          this.store.submit(StoreOp.Read, data, offsetBytes, lengthBytes, false, (result) => {
+            if (result === 0) {
+              session.link.send(encodeReadReply(tag, ReadStatus.Ok, data), data);
+              return;
+            }
+            this.log.error(`a read the primary asked for failed here too (errno ${-result}) at ${offsetBytes}+${lengthBytes}`);
+            session.link.send(encodeReadReply(tag, ReadStatus.IoError, null));
+          });
+        });
+        return;
+      }
       case MessageType.ResyncDone: {
         const generation = m.generation;
         const tag = m.tag;
@@ -418,6 +446,7 @@ export class SecondaryReplica {
     session.primaryNodeId = hello.nodeId;
     session.epoch = hello.epoch;
     session.primaryGeneration = hello.currentGeneration;
+    session.peerRead = (hello.features & Feature.PeerRead) !== 0n;
     if (hello.epoch > this.meta.epoch) {
       this.meta.epoch = hello.epoch;
       void this.meta.persist();

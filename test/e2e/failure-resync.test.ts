@@ -1,5 +1,6 @@
 /** Issue: survive failures. Link cut + heal (dirty-only resync), verify after bit flips, corrupt metadata. */
 import { strict as assert } from 'node:assert';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sleep, tempDir, NodeProcess, CLI } from '../helpers/node-process';
@@ -13,6 +14,7 @@ function startNodeB(dir: string, ns: NamespacePair, port: number): NodeProcess {
 import { requireCommands, requireRoot } from '../helpers/requires';
 import { connectTransmission } from '../helpers/raw-nbd-client';
 import { run, runOk } from '../helpers/run';
+import { FailingDisk } from '../helpers/failing-disk';
 
 function identical(a: string, b: string): boolean {
   return fs.readFileSync(a).equals(fs.readFileSync(b));
@@ -216,6 +218,69 @@ describe('failures: link cut, resync, verify, metadata', function () {
       await stopBothAndCompare(nodes, 'the secondary kept data the primary failed to write');
       nodes = undefined;
     });
+  });
+
+  it('the primary\'s disk fails reads: the client gets the peer\'s bytes (nbdcopy reads a copy equal to the replica); with the peer gone the reads fail with EIO instead', async function () {
+    requireCommands(this, 'nbdkit', 'nbdfuse', 'nbdcopy', 'fusermount3');
+    const disk = await FailingDisk.create(path.join(dir, 'disk'), 64 * 1024 * 1024);
+    try {
+      fs.symlinkSync(disk.file, path.join(dir, 'a.img'));
+      nodes = await startFailoverPair(dir, ns);
+      await waitInSync(nodes.a, 60_000);
+      const { client } = await connectTransmission(nodes.socketA);
+      const NBD_CMD_READ = 0;
+      const NBD_CMD_WRITE = 1;
+      const readRange = async (cookie: bigint, offset: number, length: number): Promise<{ error: number; data: Buffer | undefined }> => {
+        client.sendRequest(NBD_CMD_READ, cookie, BigInt(offset), length);
+        const reply = await client.readSimpleReply();
+        return { error: reply.error, data: reply.error === 0 ? await client.read(length) : undefined };
+      };
+      const big = crypto.randomBytes(1024 * 1024);
+      const odd = crypto.randomBytes(1000);
+      client.sendRequest(NBD_CMD_WRITE, 1n, 1048576n, big.length, big);
+      client.sendRequest(NBD_CMD_WRITE, 2n, 5000n, odd.length, odd);
+      for (let i = 0; i < 2; i++) assert.equal((await client.readSimpleReply()).error, 0);
+
+      await disk.failReads();
+      const whole = await readRange(3n, 1048576, big.length);
+      assert.equal(whole.error, 0, 'a read the local disk fails is served');
+      assert.ok(whole.data!.equals(big), 'with the bytes written');
+      const part = await readRange(4n, 5100, 777);
+      assert.equal(part.error, 0);
+      assert.ok(part.data!.equals(odd.subarray(100, 877)), 'an unaligned read too');
+      const copy = path.join(dir, 'copy.img');
+      await runOk('nbdcopy', [`nbd+unix:///?socket=${nodes.socketA}`, copy], { timeoutMs: 120_000 });
+      assert.ok(identical(copy, nodes.storeB), 'every byte a client reads equals the replica');
+      let a = (await nodes.a.status()) as Record<string, any>;
+      assert.ok(a.mirror.readsFromPeer >= 3, `the primary counts the reads it served from the peer (${a.mirror.readsFromPeer})`);
+      assert.equal(a.mirror.peerReadFailures, 0);
+      assert.equal(a.peer.state, 'connected');
+      const b = (await nodes.b.status()) as Record<string, any>;
+      assert.ok(b.mirror.readRequests >= 3, `the secondary counts the reads it answered (${b.mirror.readRequests})`);
+      assert.match(nodes.a.stderr, /the local store failed a read \(errno 5\) at \d+\+\d+: served from the peer/);
+
+      await ns.linkDown();
+      await waitForPeerState(nodes.a, 'degraded', 20_000);
+      await disk.failReads(); // again: the kernel may have cached pages of the file meanwhile
+      const alone = await readRange(5n, 1048576, 4096);
+      assert.equal(alone.error, 5, 'without the peer the client gets EIO, not a hang and not wrong data');
+      a = (await nodes.a.status()) as Record<string, any>;
+      assert.ok(a.io.errors >= 1);
+
+      disk.healReads();
+      await ns.linkUp();
+      await waitInSync(nodes.a, 60_000);
+      const again = await readRange(6n, 1048576, big.length);
+      assert.ok(again.error === 0 && again.data!.equals(big), 'a healed disk serves its own bytes');
+      client.destroy();
+      await stopBothAndCompare(nodes, 'replicas differ after reads from the peer');
+      nodes = undefined;
+    } finally {
+      await nodes?.a.stop();
+      await nodes?.b.stop();
+      nodes = undefined;
+      await disk.destroy();
+    }
   });
 
   it('both nodes on O_DIRECT (--direct): mirrored writes, a channel resync and verify work from unaligned memory too, and the replicas end identical', async function () {

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { NodeProcess, sleep, tempDir } from '../helpers/node-process';
 import { waitForPeerState } from '../helpers/pair';
 import { connectTransmission } from '../helpers/raw-nbd-client';
-import { encodeHello, encodeWriteInline, encodeWriteNotify, encodeWriteMeta, encodeTrim, encodeResyncChannel, FrameReader, decodeMessage, MessageType, payloadCrc32c, WriteFlag } from '../../src/wire';
+import { encodeHello, encodeWriteInline, encodeWriteNotify, encodeWriteMeta, encodeTrim, encodeResyncChannel, encodeReadRequest, encodeReadReply, FrameReader, decodeMessage, MessageType, payloadCrc32c, WriteFlag } from '../../src/wire';
 import { helloFields } from '../../src/mirror/hello';
 
 const SIZE = 16 * 1024 * 1024;
@@ -87,6 +87,9 @@ describe('mirror: hostile peer frames', function () {
       return [encodeWriteNotify(1, 0, 1), meta, payload];
     }, /beyond the volume/i],
     ['a trim beyond the volume', () => [encodeTrim(1, 0, SIZE, 4096, 5n)], /beyond the volume/i],
+    ['a read request beyond the volume', () => [encodeReadRequest(1, SIZE - 10, 4096, 5n)], /beyond the volume/i],
+    ['a read request with a wrong epoch', () => [encodeReadRequest(1, 0, 4096, 4n)], /READ_REQUEST carries epoch 4/],
+    ['a read reply sent to the secondary', () => [encodeReadReply(1, 0, payload), payload], /unexpected message type 19/],
     ['a large write whose meta CRC does not match', () => {
       const meta = encodeWriteMeta(1, 0, 4096, payloadCrc32c(payload) ^ 1, 5n);
       return [encodeWriteNotify(1, 0, 1), meta, payload];
