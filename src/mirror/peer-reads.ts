@@ -23,10 +23,13 @@ export interface PeerReadCounters {
   bytesReadFromPeer: number;
   /** Reads asked of the peer that it could not serve either (or the link went away). */
   peerReadFailures: number;
+  /** Ranges rewritten locally with the peer's bytes after a read from the peer, and rewrites that failed. */
+  readRepairs: number;
+  readRepairFailures: number;
 }
 
 export class PeerReads {
-  readonly counters: PeerReadCounters = { readsFromPeer: 0, bytesReadFromPeer: 0, peerReadFailures: 0 };
+  readonly counters: PeerReadCounters = { readsFromPeer: 0, bytesReadFromPeer: 0, peerReadFailures: 0, readRepairs: 0, readRepairFailures: 0 };
   private readonly waiting = new Map<number, PeerRead>();
   /** The READ_REPLY whose payload is the next frame. */
   private replyWithPayload: { tag: number; read: PeerRead; head: Buffer } | undefined;
@@ -83,6 +86,12 @@ export class PeerReads {
     this.counters.bytesReadFromPeer += payload.length;
     this.finish(reply.tag, reply.read, 0);
     return undefined;
+  }
+
+  /** The local rewrite of a range read from the peer ended with `result` (0 or -errno). */
+  noteRepair(result: number): void {
+    if (result === 0) this.counters.readRepairs += 1;
+    else this.counters.readRepairFailures += 1;
   }
 
   /** The connection is gone: every waiting read fails (its tags are void with the connection). */

@@ -448,9 +448,25 @@ export class PrimaryMirror implements Replicator {
     if (!this.connected || link === undefined || (this.peerFeatures & Feature.PeerRead) === 0n) return false;
     if (this.meta.dirty.touchesDirty(request.offsetBytes, request.lengthBytes)) return false;
     const tag = this.takeTag();
-    this.peerReads.add(tag, request, done);
+    this.peerReads.add(tag, request, (result) => (result === 0 ? this.repairLocalRange(request, done) : done(result)));
     this.sendMessage(link, encodeReadRequest(tag, request.offsetBytes, request.lengthBytes, this.meta.epoch));
     return true;
+  }
+
+  /**
+   * As md's RAID1 does after a read error: write the peer's bytes back over the range the local
+   * store could not read (a disk remaps a bad sector when it is written), still under the range's
+   * write gate, then answer the read. If the rewrite fails the range stays readable from the peer;
+   * nothing is marked out of sync, since the peer holds the right bytes.
+   */
+  private repairLocalRange(request: BlockRequest, done: (result: number) => void): void {
+    this.store.submit(StoreOp.Write, request.data, request.offsetBytes, request.lengthBytes, false, (written) => {
+      this.peerReads.noteRepair(written);
+      if (written !== 0 && this.peerReads.counters.readRepairFailures === 1) {
+        this.log.warn(`rewriting ${request.offsetBytes}+${request.lengthBytes} with the peer's bytes after a read error failed (errno ${-written}): reads there keep going to the peer; replace the disk`);
+      }
+      done(0);
+    });
   }
 
   private wireFlags(nbdFlags: number): number {

@@ -220,7 +220,7 @@ describe('failures: link cut, resync, verify, metadata', function () {
     });
   });
 
-  it('the primary\'s disk fails reads: the client gets the peer\'s bytes (nbdcopy reads a copy equal to the replica); with the peer gone the reads fail with EIO instead', async function () {
+  it('the primary\'s disk fails reads: the client gets the peer\'s bytes (nbdcopy reads a copy equal to the replica), the primary rewrites them locally; with the peer gone the reads fail with EIO instead', async function () {
     requireCommands(this, 'nbdkit', 'nbdfuse', 'nbdcopy', 'fusermount3');
     const disk = await FailingDisk.create(path.join(dir, 'disk'), 64 * 1024 * 1024);
     try {
@@ -230,6 +230,7 @@ describe('failures: link cut, resync, verify, metadata', function () {
       const { client } = await connectTransmission(nodes.socketA);
       const NBD_CMD_READ = 0;
       const NBD_CMD_WRITE = 1;
+      const NBD_CMD_FLUSH = 3;
       const readRange = async (cookie: bigint, offset: number, length: number): Promise<{ error: number; data: Buffer | undefined }> => {
         client.sendRequest(NBD_CMD_READ, cookie, BigInt(offset), length);
         const reply = await client.readSimpleReply();
@@ -240,11 +241,21 @@ describe('failures: link cut, resync, verify, metadata', function () {
       client.sendRequest(NBD_CMD_WRITE, 1n, 1048576n, big.length, big);
       client.sendRequest(NBD_CMD_WRITE, 2n, 5000n, odd.length, odd);
       for (let i = 0; i < 2; i++) assert.equal((await client.readSimpleReply()).error, 0);
+      client.sendRequest(NBD_CMD_FLUSH, 10n, 0n, 0);
+      assert.equal((await client.readSimpleReply()).error, 0);
+      // A rotten sector under the primary: its disk holds other bytes there than it was given.
+      const rot = 1048576 + 8192;
+      const backing = fs.openSync(disk.backingFile, 'r+');
+      fs.writeSync(backing, Buffer.alloc(4096, 0xee), 0, 4096, rot);
+      fs.closeSync(backing);
 
       await disk.failReads();
       const whole = await readRange(3n, 1048576, big.length);
       assert.equal(whole.error, 0, 'a read the local disk fails is served');
-      assert.ok(whole.data!.equals(big), 'with the bytes written');
+      assert.ok(whole.data!.equals(big), 'with the bytes written (the peer\'s, not the rotten ones)');
+      client.sendRequest(NBD_CMD_FLUSH, 11n, 0n, 0);
+      assert.equal((await client.readSimpleReply()).error, 0);
+      assert.ok(fs.readFileSync(disk.backingFile).subarray(rot, rot + 4096).equals(big.subarray(8192, 8192 + 4096)), 'the primary wrote the peer\'s bytes back over the rotten sector');
       const part = await readRange(4n, 5100, 777);
       assert.equal(part.error, 0);
       assert.ok(part.data!.equals(odd.subarray(100, 877)), 'an unaligned read too');
@@ -254,6 +265,8 @@ describe('failures: link cut, resync, verify, metadata', function () {
       let a = (await nodes.a.status()) as Record<string, any>;
       assert.ok(a.mirror.readsFromPeer >= 3, `the primary counts the reads it served from the peer (${a.mirror.readsFromPeer})`);
       assert.equal(a.mirror.peerReadFailures, 0);
+      assert.equal(a.mirror.readRepairs, a.mirror.readsFromPeer, 'each range read from the peer was rewritten locally');
+      assert.equal(a.mirror.readRepairFailures, 0);
       assert.equal(a.peer.state, 'connected');
       const b = (await nodes.b.status()) as Record<string, any>;
       assert.ok(b.mirror.readRequests >= 3, `the secondary counts the reads it answered (${b.mirror.readRequests})`);

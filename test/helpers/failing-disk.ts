@@ -12,6 +12,8 @@ import { sleep } from './node-process';
 export class FailingDisk {
   /** The file to give a node as --store (through a symlink: its metadata file goes beside the link). */
   readonly file: string;
+  /** The sparse file behind it, which nbdkit reads and writes (a test may rot bytes in it). */
+  readonly backingFile: string;
   private readonly fuseDir: string;
   private readonly flag: string;
   /** The end of what nbdkit and nbdfuse printed (each failed read logs a line; shown only on trouble). */
@@ -23,13 +25,14 @@ export class FailingDisk {
     this.fuseDir = path.join(workDir, 'fuse');
     this.file = path.join(this.fuseDir, 'disk');
     this.flag = path.join(workDir, 'fail-reads');
+    this.backingFile = path.join(workDir, 'backing.img');
   }
 
   /** A `sizeBytes` sparse disk in `workDir` (created), reads working. */
   static async create(workDir: string, sizeBytes: number): Promise<FailingDisk> {
     const disk = new FailingDisk(workDir);
     fs.mkdirSync(disk.fuseDir, { recursive: true });
-    const backing = path.join(workDir, 'backing.img');
+    const backing = disk.backingFile;
     fs.closeSync(fs.openSync(backing, 'w'));
     fs.truncateSync(backing, sizeBytes);
     const socket = path.join(workDir, 'nbdkit.sock');

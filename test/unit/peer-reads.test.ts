@@ -31,7 +31,7 @@ describe('peer reads (READ_REQUEST / READ_REPLY bookkeeping)', () => {
     assert.deepEqual(results, [0]);
     assert.ok(request.data.equals(data));
     assert.deepEqual(freed, [7]);
-    assert.deepEqual(reads.counters, { readsFromPeer: 1, bytesReadFromPeer: 1000, peerReadFailures: 0 });
+    assert.deepEqual(reads.counters, { readsFromPeer: 1, bytesReadFromPeer: 1000, peerReadFailures: 0, readRepairs: 0, readRepairFailures: 0 });
     assert.equal(reads.size, 0);
   });
 
