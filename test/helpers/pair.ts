@@ -34,7 +34,23 @@ export async function startPair(dir: string, options: { size?: string; netns?: N
   );
   await primary.ready();
   await waitForPeerState(primary, 'connected');
+  await waitForConnectSequence(primary);
   return { primary, secondary, primaryStore, secondaryStore, socket, uri: `nbd+unix:///?socket=${socket}`, peerAddress: `${listenHost}:${port}` };
+}
+
+/**
+ * The primary reports "connected" before the last message of the connect sequence (RESYNC_DONE, sent
+ * once its metadata is persisted) has reached the secondary: wait for that message's ACK, so that a
+ * test's first sample of either node's counters comes after it.
+ */
+export async function waitForConnectSequence(primary: NodeProcess, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = (await primary.status()) as Record<string, any>;
+    if (status.mirror?.acksReceived >= 1) return;
+    if (Date.now() > deadline) throw new Error(`no ACK for the connect sequence's RESYNC_DONE: ${JSON.stringify(status.mirror)}\n${primary.stderr}`);
+    await sleep(10);
+  }
 }
 
 /** Poll the node's status until peer.state is `state`. */
