@@ -121,7 +121,8 @@ describe('failures: link cut, resync, verify, metadata', function () {
     await ns.linkUp();
     await waitForPeerState(nodes.a, 'connected', 20_000);
     let before = (await nodes.a.status()) as Record<string, any>;
-    for (let i = 0; i < 100 && !before.resync.active; i++) before = (await nodes.a.status()) as Record<string, any>;
+    // "connected" comes before the primary's metadata write that precedes the resync: wait for it (a slow disk makes that wait long).
+    for (const deadline = Date.now() + 10_000; !before.resync.active && Date.now() < deadline; await sleep(20)) before = (await nodes.a.status()) as Record<string, any>;
     assert.ok(before.resync.active, 'the resync runs when the client starts writing');
     await runOk('fio', ['--name=during', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=16M', '--io_size=4M', '--verify=crc32c', '--verify_fatal=1', '--do_verify=1']);
     const mid = (await nodes.a.status()) as Record<string, any>;

@@ -34,7 +34,10 @@ export function startNode(dir: string, ns: NamespacePair, port: number, which: '
   return new NodeProcess(nodeArgs(dir, ns, port, which, role, extra), `${store}.ctl`, { netns: which === 'a' ? ns.a : ns.b });
 }
 
-/** Secondary B, then primary A; resolves once A mirrors to B. */
+/**
+ * Secondary B, then primary A; resolves once A mirrors to B and their first sync is over (see
+ * waitSettled), so a test that cuts the link or kills a node right away starts from a settled pair.
+ */
 export async function startFailoverPair(dir: string, ns: NamespacePair, extraA: string[] = [], extraB: string[] = []): Promise<FailoverNodes> {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const b = startNode(dir, ns, port, 'b', 'secondary', extraB);
@@ -42,6 +45,7 @@ export async function startFailoverPair(dir: string, ns: NamespacePair, extraA: 
   const a = startNode(dir, ns, port, 'a', 'primary', extraA);
   await a.ready();
   await waitForPeerState(a, 'connected');
+  await waitSettled(a, b);
   return { a, b, storeA: path.join(dir, 'a.img'), storeB: path.join(dir, 'b.img'), socketA: path.join(dir, 'a.sock'), socketB: path.join(dir, 'b.sock'), port };
 }
 
@@ -53,5 +57,22 @@ export async function waitInSync(node: NodeProcess, timeoutMs = 60_000): Promise
     if (s.peer?.state === 'connected' && s.resync?.active === false && s.peer?.outOfSyncBytes === 0) return s;
     if (Date.now() > deadline) throw new Error(`not in sync: ${JSON.stringify({ peer: s.peer, resync: s.resync })}\n${node.stderr.slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Poll until primary A is connected and in sync and secondary B holds A's current generation, up to
+ * date: B has applied the RESYNC_DONE that A sends after it reports "connected". Until then a link
+ * cut leaves B on its old generation, and the next connect is a full sync.
+ */
+export async function waitSettled(a: NodeProcess, b: NodeProcess, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const sa = (await a.status()) as Record<string, any>;
+    const sb = (await b.status()) as Record<string, any>;
+    const aInSync = sa.peer?.state === 'connected' && sa.resync?.active === false && sa.peer?.outOfSyncBytes === 0;
+    if (aInSync && sb.disk?.state === 'upToDate' && sb.generation?.current === sa.generation?.current) return;
+    if (Date.now() > deadline) throw new Error(`pair not settled: ${JSON.stringify({ a: { peer: sa.peer, generation: sa.generation }, b: { disk: sb.disk, generation: sb.generation } })}`);
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
