@@ -52,8 +52,18 @@ export class NodeProcess {
     }
   }
 
-  status(): Promise<Record<string, unknown>> {
-    return sendControlRequest(this.controlPath, { command: 'status' }) as Promise<Record<string, unknown>>;
+  /**
+   * The node's status document. When the control socket fails, the error says whether the process
+   * is gone (with its exit and the end of its stderr), so a test that fails there shows why.
+   */
+  async status(): Promise<Record<string, unknown>> {
+    try {
+      return (await sendControlRequest(this.controlPath, { command: 'status' })) as Record<string, unknown>;
+    } catch (error) {
+      const ended = await Promise.race([this.exited, sleep(200).then(() => undefined)]);
+      const state = ended === undefined ? 'the node is still running' : `the node exited (code ${ended.code}, signal ${ended.signal})`;
+      throw new Error(`${(error as Error).message}; ${state}; the end of its stderr:\n${this.stderr.slice(-3000)}`);
+    }
   }
 
   /** SIGTERM and wait for exit. */
