@@ -26,19 +26,23 @@ export class DirtyRegions {
 
   /** Mark every region that [offset, offset+length) touches. */
   mark(offsetBytes: number, lengthBytes: number): void {
-    if (lengthBytes <= 0) return;
-    const first = Math.floor(offsetBytes / this.regionBytes);
-    const last = Math.min(this.regionCount - 1, Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes));
-    for (let r = first; r <= last; r++) this.set(r);
+    for (let r = this.firstRegion(offsetBytes), last = this.lastRegion(offsetBytes, lengthBytes); r <= last; r++) this.set(r);
   }
 
   /** Whether any region that [offset, offset+length) touches is dirty. */
   touchesDirty(offsetBytes: number, lengthBytes: number): boolean {
-    if (lengthBytes <= 0) return false;
-    const first = Math.floor(offsetBytes / this.regionBytes);
-    const last = Math.min(this.regionCount - 1, Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes));
-    const next = this.nextDirty(first);
-    return next >= 0 && next <= last;
+    for (let r = this.firstRegion(offsetBytes), last = this.lastRegion(offsetBytes, lengthBytes); r <= last; r++) if (this.isDirty(r)) return true;
+    return false;
+  }
+
+  private firstRegion(offsetBytes: number): number {
+    return Math.floor(offsetBytes / this.regionBytes);
+  }
+
+  /** The last region [offset, offset+length) touches; below firstRegion when the range is empty. */
+  private lastRegion(offsetBytes: number, lengthBytes: number): number {
+    if (lengthBytes <= 0) return -1;
+    return Math.min(this.regionCount - 1, Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes));
   }
 
   markAll(): void {

@@ -57,7 +57,7 @@ describe('mirror: pair on loopback', function () {
     const pair = await startPair(dir, { size: '16M' });
     const { client } = await connectTransmission(pair.socket);
     const writes = 20;
-    // startPair waited for the ACK of the connect sequence's RESYNC_DONE: it is not among the messages counted below.
+    // startPair waited until the secondary applied the connect sequence's RESYNC_DONE: it is not among the messages counted below.
     const start = ((await pair.secondary.status()) as Record<string, any>).mirror;
     for (let i = 0; i < writes; i++) {
       client.sendRequest(1, BigInt(i), BigInt(i * 4096), 4096, crypto.randomBytes(4096));

@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import { NodeProcess } from './node-process';
 import type { NamespacePair } from './netns';
-import { waitForPeerState } from './pair';
+import { waitForPeerState, waitSettled } from './pair';
 
 export interface FailoverNodes {
   a: NodeProcess;
@@ -57,22 +57,5 @@ export async function waitInSync(node: NodeProcess, timeoutMs = 60_000): Promise
     if (s.peer?.state === 'connected' && s.resync?.active === false && s.peer?.outOfSyncBytes === 0) return s;
     if (Date.now() > deadline) throw new Error(`not in sync: ${JSON.stringify({ peer: s.peer, resync: s.resync })}\n${node.stderr.slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/**
- * Poll until primary A is connected and in sync and secondary B holds A's current generation, up to
- * date: B has applied the RESYNC_DONE that A sends after it reports "connected". Until then a link
- * cut leaves B on its old generation, and the next connect is a full sync.
- */
-export async function waitSettled(a: NodeProcess, b: NodeProcess, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const sa = (await a.status()) as Record<string, any>;
-    const sb = (await b.status()) as Record<string, any>;
-    const aInSync = sa.peer?.state === 'connected' && sa.resync?.active === false && sa.peer?.outOfSyncBytes === 0;
-    if (aInSync && sb.disk?.state === 'upToDate' && sb.generation?.current === sa.generation?.current) return;
-    if (Date.now() > deadline) throw new Error(`pair not settled: ${JSON.stringify({ a: { peer: sa.peer, generation: sa.generation }, b: { disk: sb.disk, generation: sb.generation } })}`);
-    await new Promise((r) => setTimeout(r, 20));
   }
 }

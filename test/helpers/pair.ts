@@ -34,22 +34,24 @@ export async function startPair(dir: string, options: { size?: string; netns?: N
   );
   await primary.ready();
   await waitForPeerState(primary, 'connected');
-  await waitForConnectSequence(primary);
+  await waitSettled(primary, secondary);
   return { primary, secondary, primaryStore, secondaryStore, socket, uri: `nbd+unix:///?socket=${socket}`, peerAddress: `${listenHost}:${port}` };
 }
 
 /**
- * The primary reports "connected" before the last message of the connect sequence (RESYNC_DONE, sent
- * once its metadata is persisted) has reached the secondary: wait for that message's ACK, so that a
- * test's first sample of either node's counters comes after it.
+ * Poll until primary A is connected and in sync and secondary B holds A's current generation, up to
+ * date: B has applied the RESYNC_DONE that A sends after it reports "connected". Until then a link
+ * cut leaves B on its old generation, and the next connect is a full sync.
  */
-export async function waitForConnectSequence(primary: NodeProcess, timeoutMs = 30_000): Promise<void> {
+export async function waitSettled(a: NodeProcess, b: NodeProcess, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const status = (await primary.status()) as Record<string, any>;
-    if (status.mirror?.acksReceived >= 1) return;
-    if (Date.now() > deadline) throw new Error(`no ACK for the connect sequence's RESYNC_DONE: ${JSON.stringify(status.mirror)}\n${primary.stderr}`);
-    await sleep(10);
+    const sa = (await a.status()) as Record<string, any>;
+    const sb = (await b.status()) as Record<string, any>;
+    const aInSync = sa.peer?.state === 'connected' && sa.resync?.active === false && sa.peer?.outOfSyncBytes === 0;
+    if (aInSync && sb.disk?.state === 'upToDate' && sb.generation?.current === sa.generation?.current) return;
+    if (Date.now() > deadline) throw new Error(`pair not settled: ${JSON.stringify({ a: { peer: sa.peer, generation: sa.generation }, b: { disk: sb.disk, generation: sb.generation } })}`);
+    await sleep(20);
   }
 }
 
