@@ -122,6 +122,11 @@ export class PrimaryMirror implements Replicator {
   private resyncStarting = false;
   /** Regions were marked while a resync ran (behind its cursor, maybe): run another when it ends. */
   private resyncAgain = false;
+  /**
+   * The secondary ACKed the RESYNC_DONE that ends this connection's connect sequence or its last
+   * resync: it durably holds our generation. Until then its disk counts as inconsistent.
+   */
+  private peerDiskConfirmed = false;
   private pending = new Map<number, PendingOp>();
   private hashWaiters = new Map<number, (digest: bigint | undefined) => void>();
   private freeTags: number[] = [];
@@ -329,10 +334,24 @@ export class PrimaryMirror implements Replicator {
       reason: this.stateReason,
       splitBrain: this.splitBrain,
       address: `${this.options.peerHost}:${this.options.peerPort}`,
+      disk: this.peerDisk(),
       outOfSyncBytes: this.meta.dirty.dirtyBytes,
       resyncFailuresInARow: this.resyncFailuresInARow,
       reconnectDelayMs: this.reconnectDelayMs(),
     };
+  }
+
+  /**
+   * The secondary's disk as this primary knows it (DRBD's peer-disk): upToDate only once the secondary
+   * confirmed it holds our generation (the connect sequence or the last resync ended) and nothing is
+   * out of sync; inconsistent while connected short of that; unknown while not connected. The signal
+   * for a script that must know the pair is redundant again: `state` is connected already while the
+   * connect sequence and the resync run.
+   */
+  private peerDisk(): 'upToDate' | 'inconsistent' | 'unknown' {
+    if (this.state !== 'connected') return 'unknown';
+    const upToDate = this.peerDiskConfirmed && this.meta.dirty.count === 0 && !this.resync.active && !this.resyncStarting;
+    return upToDate ? 'upToDate' : 'inconsistent';
   }
 
   mirrorStatus(): Record<string, unknown> {
@@ -729,6 +748,7 @@ export class PrimaryMirror implements Replicator {
     this.completeTimer = undefined;
     this.completion.reset();
     this.lastConnectFailure = '';
+    this.peerDiskConfirmed = false;
     link.limits = { volumeSizeBytes: this.options.volumeSizeBytes, inlineThresholdBytes: this.options.inlineThresholdBytes };
     if (this.meta.generations.current === GENERATION_EMPTY) {
       // Data is about to be written: an empty store's generation must not name it any more.
@@ -747,6 +767,7 @@ export class PrimaryMirror implements Replicator {
   private startResync(link: PeerLink): boolean {
     if (this.resync.active || this.resyncStarting) return false;
     this.resyncStarting = true;
+    this.peerDiskConfirmed = false;
     this.counters.resyncs += 1;
     const transport: ResyncTransport = {
       sendData: (offsetBytes, data, written, done) => {
@@ -841,6 +862,7 @@ export class PrimaryMirror implements Replicator {
       resyncDone: (ok) => {
         // Acknowledged once the secondary durably holds our generation: the bitmap generation can go.
         if (!ok) return;
+        if (this.link === link && link.isOpen) this.peerDiskConfirmed = true;
         this.meta.generations = afterResyncSource(this.meta.generations);
         void this.meta.persist();
       },

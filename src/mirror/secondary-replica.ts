@@ -172,6 +172,8 @@ export class SecondaryReplica {
     return {
       state: s?.accepted ? 'connected' : s !== undefined ? 'connecting' : 'degraded',
       address: s?.link.remoteAddress ?? null,
+      // The primary's disk: the source of every write this replica holds, up to date while connected.
+      disk: s?.accepted ? 'upToDate' : 'unknown',
       reason: s === undefined ? this.lastDisconnectReason || 'waiting for the primary' : 'connected',
     };
   }

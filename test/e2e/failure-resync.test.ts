@@ -44,7 +44,8 @@ describe('failures: link cut, resync, verify, metadata', function () {
     const uri = `nbd+unix:///?socket=${pair.socketA}`;
     await ns.linkDown();
     await runOk('fio', ['--name=dirty', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=64k', `--size=${size}`, `--io_size=${ioSize}`, '--iodepth=8', '--refill_buffers']);
-    await waitForPeerState(pair.a, 'degraded', 20_000);
+    const down = await waitForPeerState(pair.a, 'degraded', 20_000);
+    assert.equal(down.peer.disk, 'unknown', 'a primary without its peer does not know its disk');
     return uri;
   }
 
@@ -124,11 +125,16 @@ describe('failures: link cut, resync, verify, metadata', function () {
     // "connected" comes before the primary's metadata write that precedes the resync: wait for it (a slow disk makes that wait long).
     for (const deadline = Date.now() + 10_000; !before.resync.active && Date.now() < deadline; await sleep(20)) before = (await nodes.a.status()) as Record<string, any>;
     assert.ok(before.resync.active, 'the resync runs when the client starts writing');
+    assert.equal(before.peer.state, 'connected');
+    assert.equal(before.peer.disk, 'inconsistent', 'connected, but the peer is not up to date while it is resynced');
     await runOk('fio', ['--name=during', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=16M', '--io_size=4M', '--verify=crc32c', '--verify_fatal=1', '--do_verify=1']);
     const mid = (await nodes.a.status()) as Record<string, any>;
     assert.ok(mid.resync.active || mid.resync.bytesDone < 12 * 1024 * 1024, 'the client wrote while regions were still being resynced');
     const synced = await waitInSync(nodes.a, 60_000);
     assert.ok(synced.mirror.resyncChannels >= 1, 'the resync used a channel');
+    const b = (await nodes.b.status()) as Record<string, any>;
+    assert.equal(b.generation.current, synced.generation.current, 'up to date means the secondary holds the primary\'s generation');
+    assert.equal(b.peer.disk, 'upToDate', 'the secondary sees its primary\'s disk up to date');
     await stopBothAndCompare(nodes, 'replicas differ after a resync with concurrent client writes');
   });
 

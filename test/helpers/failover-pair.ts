@@ -54,7 +54,8 @@ export async function waitInSync(node: NodeProcess, timeoutMs = 60_000): Promise
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const s = (await node.status()) as Record<string, any>;
-    if (s.peer?.state === 'connected' && s.resync?.active === false && s.peer?.outOfSyncBytes === 0) return s;
+    // peer.disk, not peer.state: "connected" comes before the connect sequence and the resync end.
+    if (s.peer?.state === 'connected' && s.peer?.disk === 'upToDate' && s.resync?.active === false && s.peer?.outOfSyncBytes === 0) return s;
     if (Date.now() > deadline) throw new Error(`not in sync: ${JSON.stringify({ peer: s.peer, resync: s.resync })}\n${node.stderr.slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }

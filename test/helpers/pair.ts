@@ -39,16 +39,16 @@ export async function startPair(dir: string, options: { size?: string; netns?: N
 }
 
 /**
- * Poll until primary A is connected and in sync and secondary B holds A's current generation, up to
- * date: B has applied the RESYNC_DONE that A sends after it reports "connected". Until then a link
- * cut leaves B on its old generation, and the next connect is a full sync.
+ * Poll until primary A reports its peer's disk up to date (B ACKed the RESYNC_DONE that A sends
+ * after it reports "connected") and secondary B holds A's current generation, up to date. Until then
+ * a link cut leaves B on its old generation, and the next connect is a full sync.
  */
 export async function waitSettled(a: NodeProcess, b: NodeProcess, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const sa = (await a.status()) as Record<string, any>;
     const sb = (await b.status()) as Record<string, any>;
-    const aInSync = sa.peer?.state === 'connected' && sa.resync?.active === false && sa.peer?.outOfSyncBytes === 0;
+    const aInSync = sa.peer?.state === 'connected' && sa.peer?.disk === 'upToDate' && sa.resync?.active === false && sa.peer?.outOfSyncBytes === 0;
     if (aInSync && sb.disk?.state === 'upToDate' && sb.generation?.current === sa.generation?.current) return;
     if (Date.now() > deadline) throw new Error(`pair not settled: ${JSON.stringify({ a: { peer: sa.peer, generation: sa.generation }, b: { disk: sb.disk, generation: sb.generation } })}`);
     await sleep(20);
