@@ -92,6 +92,16 @@ export const DATA_RUN_BYTES_MAX = SYNC_IO_BYTES_MAX;
  * measured here: 64 region-sized buffers cost a 102 MiB resync about 40 ms of faults).
  */
 export const READ_BUFFERS = 8;
+/**
+ * A batch of channel runs shares one write gate over the bytes from its first run's start to its
+ * last run's end, clean regions between them included, as DRBD locks whole resync extents: a
+ * resync of scattered regions enters the gate once per batch, not once per run. Measured here
+ * (docs/bench.md): per-run gates were about a third of the primary's JavaScript in a 102 MiB
+ * resync, and V8 spent about 35 ms compiling them. An application write to a batch's span waits
+ * for at most its runs (CHANNEL_BATCH_RUNS_MAX runs within CHANNEL_BATCH_SPAN_BYTES_MAX).
+ */
+export const CHANNEL_BATCH_RUNS_MAX = 16;
+export const CHANNEL_BATCH_SPAN_BYTES_MAX = 8 * 1024 * 1024;
 
 export class ResyncEngine {
   private progress: ResyncProgress = emptyProgress(false);
@@ -165,35 +175,45 @@ export class ResyncEngine {
       lastPersistMs = Date.now();
       void this.persistBitmap().catch((e: Error) => this.log.error(`persisting the resync bitmap failed: ${e.message}`));
     };
-    /** One run on the channel, its write gate held until its outcome is known. */
-    const sendOnChannel = (run: GatedRun): void => {
-      channel!.send(run, (outcome, problem) => {
-        if (outcome === 'acked') {
-          run.release();
-          this.runDone(run);
-          this.progress.bytesSent += run.lengthBytes;
-          persistNow();
-        } else if (outcome === 'zero') {
-          // Read as zeroes under the gate: WRITE_ZEROES on the mirror connection, still under it.
-          this.progress.regionsZero += run.regions;
-          inFlight += 1;
-          transport.sendZeroes(run.offsetBytes, run.lengthBytes, (ok) => {
-            run.release();
-            inFlight -= 1;
-            if (ok) this.runDone(run);
-            else failed = true;
-            wakeLoop();
-          });
-        } else {
-          run.release();
-          failed = true;
-          if (!channelProblemLogged) {
-            channelProblemLogged = true;
-            this.log.warn(`resync channel: ${problem ?? 'a write failed'}`);
+    /**
+     * A batch of runs on the channel under one write gate, held until every run's outcome is known
+     * (and a run found all zero is written as zeroes on the mirror connection).
+     */
+    const sendOnChannel = (batch: GatedBatch): void => {
+      let unsettled = batch.runs.length;
+      const settleOne = (): void => {
+        unsettled -= 1;
+        if (unsettled === 0) batch.release();
+      };
+      for (const run of batch.runs) {
+        channel!.send(run, (outcome, problem) => {
+          if (outcome === 'acked') {
+            this.runDone(run);
+            this.progress.bytesSent += run.lengthBytes;
+            settleOne();
+            persistNow();
+          } else if (outcome === 'zero') {
+            // Read as zeroes under the gate: WRITE_ZEROES on the mirror connection, still under it.
+            this.progress.regionsZero += run.regions;
+            inFlight += 1;
+            transport.sendZeroes(run.offsetBytes, run.lengthBytes, (ok) => {
+              inFlight -= 1;
+              if (ok) this.runDone(run);
+              else failed = true;
+              settleOne();
+              wakeLoop();
+            });
+          } else {
+            failed = true;
+            settleOne();
+            if (!channelProblemLogged) {
+              channelProblemLogged = true;
+              this.log.warn(`resync channel: ${problem ?? 'a write failed'}`);
+            }
           }
-        }
-        wakeLoop();
-      });
+          wakeLoop();
+        });
+      }
     };
     const fastPath = channel !== undefined && this.options.rateBytesPerSecond === 0;
     try {
@@ -204,7 +224,7 @@ export class ResyncEngine {
           const queued = this.queueChannelRuns(channel, region, sendOnChannel);
           region = queued.region;
           if (queued.waiting !== undefined) {
-            sendOnChannel({ ...queued.waiting.run, release: await queued.waiting.gate });
+            sendOnChannel({ runs: queued.waiting.runs, release: await queued.waiting.gate });
             continue;
           }
           if (region < 0) break;
@@ -252,7 +272,7 @@ export class ResyncEngine {
           // without yielding, so a window's worth of runs crosses to native code in one push.
           const entered = enterGate(this.gate, offsetBytes, run.lengthBytes);
           const release = typeof entered === 'function' ? entered : await entered;
-          sendOnChannel({ first: region, regions: run.regions, offsetBytes, lengthBytes: run.lengthBytes, release });
+          sendOnChannel({ runs: [{ first: region, regions: run.regions, offsetBytes, lengthBytes: run.lengthBytes }], release });
           region += run.regions - 1;
           continue;
         }
@@ -308,28 +328,54 @@ export class ResyncEngine {
   }
 
   /**
-   * Queues channel runs from dirty region `region` on, as long as each run's write gate is free and
-   * the channel's window has room; synchronous, so that V8 optimizes it. Returns the first region
-   * it left to the caller (-1: none left): a hole run, a region the channel cannot take, a full
-   * window. When a run's gate was busy the run is `waiting`: entered, its gate not yet free, and
-   * `region` is its last region.
+   * Queues channel runs from dirty region `region` on, in batches under one write gate each, as
+   * long as each batch's gate is free and the channel's window has room; synchronous, so that V8
+   * optimizes it. Returns the first region it left to the caller (-1: none left): a hole run, a
+   * region the channel cannot take, a full window. When a batch's gate was busy the batch is
+   * `waiting`: entered, its gate not yet free, and `region` is its last region.
    */
   private queueChannelRuns(
-    channel: ResyncChannel, region: number, send: (run: GatedRun) => void,
-  ): { region: number; waiting?: { run: ChannelRunPlan; gate: Promise<() => void> } } {
-    for (; region >= 0; region = this.dirty.nextDirty(region + 1)) {
+    channel: ResyncChannel, region: number, send: (batch: GatedBatch) => void,
+  ): { region: number; waiting?: { runs: ChannelRunPlan[]; gate: Promise<() => void> } } {
+    while (region >= 0) {
       if (!channel.isOpen || channel.bytesInFlight >= CHANNEL_WINDOW_BYTES) return { region };
-      const { offsetBytes, lengthBytes } = this.dirty.regionRange(region);
-      if (this.holeRun(region, offsetBytes) !== undefined) return { region };
-      const run = this.dataRun(region, offsetBytes, lengthBytes, channel.maxRunBytes);
-      if (!isSectorAligned(offsetBytes, run.lengthBytes)) return { region };
-      const plan: ChannelRunPlan = { first: region, regions: run.regions, offsetBytes, lengthBytes: run.lengthBytes };
-      const entered = enterGate(this.gate, offsetBytes, run.lengthBytes);
-      region += run.regions - 1;
-      if (typeof entered !== 'function') return { region, waiting: { run: plan, gate: entered } };
-      send({ ...plan, release: entered });
+      const runs = this.channelBatch(channel, region);
+      if (runs.length === 0) return { region };
+      const first = runs[0]!;
+      const last = runs[runs.length - 1]!;
+      const lastRegion = last.first + last.regions - 1;
+      const entered = enterGate(this.gate, first.offsetBytes, last.offsetBytes + last.lengthBytes - first.offsetBytes);
+      if (typeof entered !== 'function') return { region: lastRegion, waiting: { runs, gate: entered } };
+      send({ runs, release: entered });
+      region = this.dirty.nextDirty(lastRegion + 1);
     }
     return { region };
+  }
+
+  /**
+   * The data runs from dirty region `region` on that go to the channel as one batch: at most
+   * CHANNEL_BATCH_RUNS_MAX runs within CHANNEL_BATCH_SPAN_BYTES_MAX of the first, as many as the
+   * channel's window has room for (one at least), ending before a hole run or a run that is not
+   * sector-aligned (none if `region` starts one of those).
+   */
+  private channelBatch(channel: ResyncChannel, region: number): ChannelRunPlan[] {
+    const runs: ChannelRunPlan[] = [];
+    let bytes = channel.bytesInFlight;
+    let spanStart = -1;
+    for (let r = region; r >= 0 && runs.length < CHANNEL_BATCH_RUNS_MAX; r = this.dirty.nextDirty(r + 1)) {
+      const { offsetBytes, lengthBytes } = this.dirty.regionRange(r);
+      if (spanStart < 0) spanStart = offsetBytes;
+      else if (bytes >= CHANNEL_WINDOW_BYTES) break;
+      // A region the store holds as a hole starts a hole run: the caller's (holeRun).
+      if (this.dataMap.nextData(offsetBytes, offsetBytes + lengthBytes) >= offsetBytes + lengthBytes) break;
+      const run = this.dataRun(r, offsetBytes, lengthBytes, channel.maxRunBytes);
+      if (!isSectorAligned(offsetBytes, run.lengthBytes)) break;
+      if (runs.length > 0 && offsetBytes + run.lengthBytes - spanStart > CHANNEL_BATCH_SPAN_BYTES_MAX) break;
+      runs.push({ first: r, regions: run.regions, offsetBytes, lengthBytes: run.lengthBytes });
+      bytes += run.lengthBytes;
+      r += run.regions - 1;
+    }
+    return runs;
   }
 
   /**
@@ -400,7 +446,7 @@ export class ResyncEngine {
   }
 
   /** A run's regions are in sync now. */
-  private runDone(run: GatedRun): void {
+  private runDone(run: ChannelRunPlan): void {
     for (let r = run.first; r < run.first + run.regions; r++) this.dirty.clear(r);
     this.progress.bytesDone += run.lengthBytes;
   }
@@ -472,8 +518,9 @@ interface ChannelRunPlan extends ChannelRun {
   regions: number;
 }
 
-/** A data run whose write gate the engine holds while it is on the resync channel. */
-interface GatedRun extends ChannelRunPlan {
+/** Data runs the engine holds one write gate for, over all of them, while they are on the resync channel. */
+interface GatedBatch {
+  runs: ChannelRunPlan[];
   release: () => void;
 }
 

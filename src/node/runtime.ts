@@ -201,7 +201,7 @@ export class NodeRuntime {
       pid: process.pid,
       uptimeSeconds: Math.round((Date.now() - this.startedAtMs) / 1000),
       store: { path: this.store.path, size: this.store.sizeBytes, blockDevice: this.store.isBlockDevice, direct: this.store.direct },
-      io: { ...this.controller.io, inFlight: this.controller.requestsInFlight },
+      io: { ...this.controller.io, inFlight: this.controller.requestsInFlight, gateWaits: this.controller.writeGate.waitedCount },
       copiedPayloadBytes: loadNative().copiedPayloadBytes(),
       nbd: nbd === undefined ? null : {
         socket: this.options.nbdSocketPath ?? null,

@@ -138,6 +138,31 @@ describe('failures: link cut, resync, verify, metadata', function () {
     await stopBothAndCompare(nodes, 'replicas differ after a resync with concurrent client writes');
   });
 
+  it('client writes during an unlimited channel resync (batches of runs under one gate) to a slow secondary disk: the writes wait for the batches they meet, fio verify passes and the replicas end identical', async function () {
+    requireCommands(this, 'nbdkit', 'nbdfuse', 'fusermount3');
+    // Each write on the secondary's disk takes 1 ms more: the resync, at full speed, lasts long enough to meet the client.
+    const disk = await FailingDisk.create(path.join(dir, 'disk'), 64 * 1024 * 1024, { writeDelayMs: 1 });
+    try {
+      fs.symlinkSync(disk.file, path.join(dir, 'b.img'));
+      nodes = await startFailoverPair(dir, ns);
+      const uri = await dirtyWhileLinkDown(nodes, '64M', '24M');
+      await ns.linkUp();
+      let before = (await nodes.a.status()) as Record<string, any>;
+      for (const deadline = Date.now() + 10_000; !before.resync.active && Date.now() < deadline; await sleep(20)) before = (await nodes.a.status()) as Record<string, any>;
+      assert.ok(before.resync.active, 'the resync runs when the client starts writing');
+      await runOk('fio', ['--name=during', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=64M', '--io_size=2M', '--verify=crc32c', '--verify_fatal=1', '--do_verify=1']);
+      const mid = (await nodes.a.status()) as Record<string, any>;
+      assert.ok(mid.io.gateWaits > before.io.gateWaits, `client writes waited for resync batches in the write gate (${before.io.gateWaits} -> ${mid.io.gateWaits})`);
+      const synced = await waitInSync(nodes.a, 120_000);
+      assert.ok(synced.mirror.resyncChannels >= 1, 'the resync used a channel');
+      await stopBothAndCompare(nodes, 'replicas differ after an unlimited resync with concurrent client writes');
+    } finally {
+      await nodes?.a.stop();
+      await nodes?.b.stop();
+      await disk.destroy();
+    }
+  });
+
   it('link cut in the middle of a channel resync: both ends drop the channel, and the resync resumes and finishes after healing', async function () {
     nodes = await startFailoverPair(dir, ns, ['--resync-rate', String(4 * 1024 * 1024)]);
     await dirtyWhileLinkDown(nodes, '32M', '16M');

@@ -1,7 +1,8 @@
 /**
- * A disk whose reads can be made to fail, as a bad sector or a dying drive fails them: a sparse
- * file served by nbdkit through its error filter (every read fails with EIO while a flag file
- * exists), exposed as a regular file by nbdfuse, so a node can use it as its store.
+ * A disk whose reads can be made to fail, as a bad sector or a dying drive fails them, and whose
+ * writes can be made slow: a sparse file served by nbdkit through its error filter (every read fails
+ * with EIO while a flag file exists) and optionally its delay filter, exposed as a regular file by
+ * nbdfuse, so a node can use it as its store.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -28,16 +29,18 @@ export class FailingDisk {
     this.backingFile = path.join(workDir, 'backing.img');
   }
 
-  /** A `sizeBytes` sparse disk in `workDir` (created), reads working. */
-  static async create(workDir: string, sizeBytes: number): Promise<FailingDisk> {
+  /** A `sizeBytes` sparse disk in `workDir` (created), reads working; each write takes `writeDelayMs` more. */
+  static async create(workDir: string, sizeBytes: number, options: { writeDelayMs?: number } = {}): Promise<FailingDisk> {
     const disk = new FailingDisk(workDir);
     fs.mkdirSync(disk.fuseDir, { recursive: true });
     const backing = disk.backingFile;
     fs.closeSync(fs.openSync(backing, 'w'));
     fs.truncateSync(backing, sizeBytes);
     const socket = path.join(workDir, 'nbdkit.sock');
-    disk.nbdkit = spawn('nbdkit', ['--foreground', '--unix', socket, '--filter=error', 'file', backing,
-      'error-pread=EIO', 'error-pread-rate=100%', `error-pread-file=${disk.flag}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const delay = options.writeDelayMs === undefined ? [] : ['--filter=delay'];
+    const delayArgs = options.writeDelayMs === undefined ? [] : [`wdelay=${options.writeDelayMs}ms`];
+    disk.nbdkit = spawn('nbdkit', ['--foreground', '--unix', socket, '--filter=error', ...delay, 'file', backing,
+      'error-pread=EIO', 'error-pread-rate=100%', `error-pread-file=${disk.flag}`, ...delayArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
     disk.keepStderr(disk.nbdkit);
     await disk.waitFor(socket, disk.nbdkit, 'nbdkit');
     disk.fuse = spawn('nbdfuse', [disk.file, '--unix', socket], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -6,7 +6,7 @@
  * transport records what would go to the peer and acknowledges it.
  */
 import * as assert from 'node:assert/strict';
-import { DATA_RUN_BYTES_MAX, READ_BUFFERS, ResyncEngine, type ResyncChannel, type ResyncTransport } from '../../src/mirror/resync';
+import { CHANNEL_BATCH_RUNS_MAX, CHANNEL_BATCH_SPAN_BYTES_MAX, DATA_RUN_BYTES_MAX, READ_BUFFERS, ResyncEngine, type ResyncChannel, type ResyncTransport } from '../../src/mirror/resync';
 import { CHANNEL_WINDOW_BYTES, type ChannelOutcome, type ChannelRun } from '../../src/peer/resync-channel';
 import { DirtyRegions } from '../../src/mirror/dirty-regions';
 import { RangeGate } from '../../src/range-gate';
@@ -273,6 +273,68 @@ describe('resync: on the resync channel', () => {
     assert.deepEqual(sent, [`zeroes ${3 * r}+${2 * r}`, `zeroes ${20 * r}+${r}`], 'the holes, as WRITE_ZEROES on the mirror connection');
     assert.deepEqual(sentAfterApp, [true], 'the region an application write held went only after it let go');
     assert.ok(peakInFlight.value <= CHANNEL_WINDOW_BYTES + regionBytes, `at most a window in flight (peak ${peakInFlight.value} bytes)`);
+    assert.equal(dirty.count, 0);
+  });
+
+  it('takes one write gate per batch of runs, over the batch\'s whole span: an application write between its runs waits for every run of it, one beyond it does not', async () => {
+    // Every other region dirty, all with data: runs of one region, CHANNEL_BATCH_RUNS_MAX to a batch.
+    const regions = 4 * CHANNEL_BATCH_RUNS_MAX;
+    assert.ok(2 * CHANNEL_BATCH_RUNS_MAX * REGION <= CHANNEL_BATCH_SPAN_BYTES_MAX, 'a batch here is bounded by its run count');
+    const { store } = fakeStore(new Set(Array.from({ length: regions }, (_, i) => i)), regions);
+    const dirty = new DirtyRegions(regions * REGION, REGION);
+    for (let r = 0; r < regions; r += 2) dirty.mark(r * REGION, 1);
+    const gate = new RangeGate();
+    const spans: string[] = [];
+    const enter = gate.enter.bind(gate);
+    gate.enter = (offsetBytes, lengthBytes, start) => {
+      spans.push(`${offsetBytes / REGION}+${lengthBytes / REGION}`);
+      enter(offsetBytes, lengthBytes, start);
+    };
+    // A channel that settles runs only when told to.
+    const queued: (() => void)[] = [];
+    let inFlight = 0;
+    const channel: ResyncChannel = {
+      isOpen: true,
+      maxRunBytes: DATA_RUN_BYTES_MAX,
+      get bytesInFlight() {
+        return inFlight;
+      },
+      send(run, done) {
+        inFlight += run.lengthBytes;
+        queued.push(() => {
+          inFlight -= run.lengthBytes;
+          done('acked', null);
+        });
+      },
+      whenSettled(ready) {
+        const poll = (): void => void (queued.length === 0 ? ready() : setImmediate(poll));
+        poll();
+      },
+    };
+    const { transport } = recordingTransport();
+    const engine = new ResyncEngine(store, gate, dirty, { windowRegions: 4, rateBytesPerSecond: 0, checksum: false, persistIntervalMs: 1000 }, async () => undefined, quiet);
+    const finished = engine.run({ ...transport, channel });
+    await new Promise((r) => setImmediate(r));
+    const lastOfFirst = 2 * (CHANNEL_BATCH_RUNS_MAX - 1);
+    assert.deepEqual(spans, [`0+${lastOfFirst + 1}`, `${lastOfFirst + 2}+${lastOfFirst + 1}`], 'two batches, one gate each, from the first run\'s start to the last run\'s end');
+    assert.equal(queued.length, regions / 2, 'every run is on the channel');
+    let between = false;
+    let beyond = false;
+    enter(1 * REGION, REGION, (release) => {
+      between = true;
+      release();
+    }); // clean region 1, inside the first batch's span
+    enter((regions - 1) * REGION, REGION, (release) => {
+      beyond = true;
+      release();
+    }); // clean, past both spans
+    assert.equal(beyond, true, 'a write outside every batch\'s span runs at once');
+    for (let i = 0; i < CHANNEL_BATCH_RUNS_MAX - 1; i++) queued.shift()!();
+    assert.equal(between, false, 'a write in a batch\'s span waits while a run of it is on the channel');
+    queued.shift()!();
+    assert.equal(between, true, 'and runs once the batch\'s last run is acknowledged');
+    while (queued.length > 0) queued.shift()!();
+    assert.equal(await finished, true);
     assert.equal(dirty.count, 0);
   });
 });
