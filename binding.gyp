@@ -10,6 +10,7 @@
         "native/nbd_device.cc",
         "native/resync_channel.cc",
         "native/resync_sender.cc",
+        "native/resync_runs.cc",
         "native/crc32c.cc",
         "native/errors.cc",
         "native/js_args.cc",

@@ -12,6 +12,7 @@
 #include "nbd_connection.h"
 #include "nbd_device.h"
 #include "resync_channel.h"
+#include "resync_runs.h"
 #include "resync_sender.h"
 #include "store.h"
 
@@ -118,6 +119,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attachNbdDevice", Napi::Function::New(env, AttachNbdDevice, "attachNbdDevice"));
   exports.Set("disconnectNbdDevice", Napi::Function::New(env, DisconnectNbdDevice, "disconnectNbdDevice"));
   exports.Set("crc32c", Napi::Function::New(env, Crc32cJs, "crc32c"));
+  exports.Set("collectDataRuns", Napi::Function::New(env, CollectDataRunsJs, "collectDataRuns"));
   exports.Set("copiedPayloadBytes", Napi::Function::New(env, CopiedPayloadBytesJs, "copiedPayloadBytes"));
   exports.Set("setLogger", Napi::Function::New(env, SetLogger, "setLogger"));
   exports.Set("withHeldReplies", Napi::Function::New(env, WithHeldReplies, "withHeldReplies"));

@@ -159,15 +159,20 @@ int StoreIo::Trim(uint64_t offset, uint64_t length) const {
 }
 
 int StoreIo::DataExtents(uint64_t offset, uint64_t end, double* out, int capacity) const {
-  if (isBlockDevice_ || capacity <= 0) return -1;
+  if (capacity <= 0) return -1;
   if (end <= offset) return 0;
+  if (isBlockDevice_) {  // every byte of a block device may hold data (as NextData says)
+    out[0] = static_cast<double>(offset);
+    out[1] = static_cast<double>(end);
+    return 1;
+  }
   std::vector<uint8_t> memory(sizeof(struct fiemap) + static_cast<size_t>(capacity) * sizeof(struct fiemap_extent));
   auto* map = reinterpret_cast<struct fiemap*>(memory.data());
   map->fm_start = offset;
   map->fm_length = end - offset;
   map->fm_flags = 0;  // no FIEMAP_FLAG_SYNC: dirty pages are reported as delayed extents, not written back
   map->fm_extent_count = static_cast<uint32_t>(capacity);
-  if (ioctl(fd_, FS_IOC_FIEMAP, map) != 0) return -1;
+  if (ioctl(fd_, FS_IOC_FIEMAP, map) != 0) return IsUnsupported(errno) ? SeekDataExtents(offset, end, out, capacity) : -1;
   int count = 0;
   for (uint32_t i = 0; i < map->fm_mapped_extents && count < capacity; i++) {
     const struct fiemap_extent& extent = map->fm_extents[i];
@@ -177,6 +182,25 @@ int StoreIo::DataExtents(uint64_t offset, uint64_t end, double* out, int capacit
     out[2 * count] = static_cast<double>(start);
     out[2 * count + 1] = static_cast<double>(stop);
     count++;
+  }
+  return count;
+}
+
+// DataExtents where FIEMAP is not supported (tmpfs): SEEK_DATA / SEEK_HOLE pairs, two calls an extent.
+int StoreIo::SeekDataExtents(uint64_t offset, uint64_t end, double* out, int capacity) const {
+  int count = 0;
+  uint64_t at = offset;
+  while (at < end && count < capacity) {
+    off_t data = lseek(fd_, static_cast<off_t>(at), SEEK_DATA);
+    if (data < 0) return errno == ENXIO ? count : -1;  // ENXIO: nothing but hole to the end of the file
+    if (static_cast<uint64_t>(data) >= end) break;
+    off_t hole = lseek(fd_, data, SEEK_HOLE);
+    if (hole < 0) return -1;
+    uint64_t stop = std::min<uint64_t>(static_cast<uint64_t>(hole), end);
+    out[2 * count] = static_cast<double>(data);
+    out[2 * count + 1] = static_cast<double>(stop);
+    count++;
+    at = stop;
   }
   return count;
 }

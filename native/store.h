@@ -44,11 +44,13 @@ class StoreIo {
   uint64_t NextData(uint64_t offset, uint64_t end) const;
   // The extents of [offset, end) that may hold data, in order, as (start, end) pairs clipped to the
   // range, at most `capacity` of them, from one FS_IOC_FIEMAP (delayed-allocation and unwritten
-  // extents count as data). Returns how many were written, or -1 when the store cannot tell (block
-  // devices, filesystems without FIEMAP). A hint only: it may be stale the moment it returns.
+  // extents count as data); from SEEK_DATA / SEEK_HOLE on filesystems without FIEMAP (tmpfs); the
+  // whole range for a block device. Returns how many were written, or -1 when the store cannot tell.
+  // A hint only: it may be stale the moment it returns.
   int DataExtents(uint64_t offset, uint64_t end, double* out, int capacity) const;
 
  private:
+  int SeekDataExtents(uint64_t offset, uint64_t end, double* out, int capacity) const;
   int WriteZeroes(uint64_t offset, uint64_t length) const;
   int ReadAt(uint8_t* buf, size_t length, uint64_t offset) const;
   int WriteAt(const uint8_t* buf, size_t length, uint64_t offset, bool fua) const;

@@ -201,6 +201,21 @@ export interface PoolInfo {
   slots: Buffer[];
 }
 
+/** Positions in the request array of collectDataRuns (native/resync_runs.h, RunRequestField, is its twin). */
+export const enum RunRequest {
+  FromRegion = 0,
+  RegionBytes = 1,
+  VolumeBytes = 2,
+  MaxRunBytes = 3,
+  MaxRuns = 4,
+  SpanBytesMax = 5,
+  BudgetBytes = 6,
+  MapFrom = 7,
+  MapTo = 8,
+  ExtentCount = 9,
+  Fields = 10,
+}
+
 export interface NativeBinding {
   /** Allocate the page-aligned buffer pool (once per process). */
   initPool(slotBytes: number, slotCount: number): PoolInfo;
@@ -230,6 +245,13 @@ export interface NativeBinding {
   closeFd(fd: number): void;
   /** The native encoder of a resync write's WRITE_NOTIFY + WRITE_META (56 bytes), for tests. */
   encodeResyncWriteHeads(tag: number, seq: number, offsetBytes: number, lengthBytes: number, payloadCrc32c: number, epoch: bigint): Buffer;
+  /**
+   * The data runs of one resync batch (native/resync_runs.h): from dirty region `request[FromRegion]` on,
+   * adjacent dirty regions that may hold data (by the data map of `request[MapFrom]`..`[MapTo]` and
+   * `extents`) merged into runs, within the batch's limits. Writes [firstRegion, regions] pairs to
+   * `runs` and returns how many; ends before a region the map shows as hole or does not cover.
+   */
+  collectDataRuns(bits: Uint8Array, request: Float64Array, extents: Float64Array, runs: Float64Array): number;
   /** Set where native log lines go (default: stderr). */
   setLogger(log: (level: 'info' | 'warn' | 'error', message: string) => void): void;
 }
@@ -245,6 +267,7 @@ export function loadNative(): NativeBinding {
   const required: (keyof NativeBinding)[] = [
     'initPool', 'openConnection', 'openStore', 'attachNbdDevice', 'disconnectNbdDevice',
     'crc32c', 'copiedPayloadBytes', 'setLogger', 'withHeldReplies', 'duplicateFd', 'shutdownSocket', 'closeFd', 'encodeResyncWriteHeads',
+    'collectDataRuns',
   ];
   for (const name of required) {
     if (typeof binding[name] !== 'function') {

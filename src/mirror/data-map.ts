@@ -8,8 +8,9 @@
  * The answers are hints and may be stale: an application write can fill a hole after the map was
  * read. The engine decides nothing irreversible from them: a hole run is checked again with
  * SEEK_DATA once its write gate is held, and a "data" region that reads as zeroes is sent as zeroes.
- * A store that cannot map its extents (block devices, filesystems without FIEMAP) is asked with
- * SEEK_DATA every time.
+ * The store maps a window with one FIEMAP, with SEEK_DATA / SEEK_HOLE where the filesystem has no
+ * FIEMAP (tmpfs), and a block device as data throughout. A store that cannot map its extents at all
+ * is asked with SEEK_DATA every time.
  */
 import type { LocalStore } from '../store/local-store';
 
@@ -50,6 +51,21 @@ export class DataMap {
       at = this.to; // nothing more in this window: a hole up to its end
     }
     return endBytes;
+  }
+
+  /**
+   * Make the map cover `offsetBytes` (one FIEMAP when it does not yet) and describe it for a native
+   * scan: the extents array holds `count` [start, end) pairs, all the data of [from, to). A store
+   * that cannot map its extents is described as data everywhere (the hint errs towards reading).
+   */
+  windowAt(offsetBytes: number): { extents: Float64Array; count: number; from: number; to: number } {
+    if (!this.unsupported && (offsetBytes < this.from || offsetBytes >= this.to) && offsetBytes < this.store.sizeBytes) this.fill(offsetBytes);
+    if (this.unsupported) {
+      this.extents[0] = 0;
+      this.extents[1] = this.store.sizeBytes;
+      return { extents: this.extents, count: 1, from: 0, to: this.store.sizeBytes };
+    }
+    return { extents: this.extents, count: this.count, from: this.from, to: this.to };
   }
 
   private extentEnd(i: number): number {

@@ -88,6 +88,14 @@ export class DirtyRegions {
     return -1;
   }
 
+  /**
+   * The bitmap itself, not a copy (region r at bit r&7 of byte r>>3), for a native scan that reads it
+   * within one call (collectDataRuns); nothing may change it but this class.
+   */
+  get bitmapView(): Uint8Array {
+    return this.bits;
+  }
+
   /** Size of the bitmap in bytes (one bit per region, region r at bit r&7 of byte r>>3). */
   get byteLength(): number {
     return this.bits.length;

@@ -229,7 +229,17 @@ describe('resync: on the resync channel', () => {
     const store = {
       sizeBytes: regions * regionBytes,
       runsSynchronously: () => true,
-      dataExtents: () => -1,
+      // As FIEMAP answers: one extent per region with data, clipped to the range.
+      dataExtents(offsetBytes: number, endBytes: number, out: Float64Array): number {
+        let count = 0;
+        for (let r = Math.floor(offsetBytes / regionBytes); r * regionBytes < endBytes && count < out.length / 2; r++) {
+          if (!data.has(r)) continue;
+          out[2 * count] = Math.max(offsetBytes, r * regionBytes);
+          out[2 * count + 1] = Math.min(endBytes, (r + 1) * regionBytes);
+          count++;
+        }
+        return count;
+      },
       nextDataOffset(offsetBytes: number, endBytes: number): number {
         for (let r = Math.floor(offsetBytes / regionBytes); r * regionBytes < endBytes; r++) if (data.has(r)) return Math.max(offsetBytes, r * regionBytes);
         return endBytes;
