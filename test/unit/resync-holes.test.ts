@@ -286,6 +286,21 @@ describe('resync: on the resync channel', () => {
     assert.equal(dirty.count, 0);
   });
 
+  it('a store that cannot map its extents is taken as data throughout: every dirty region goes to the channel (its sender finds the zeroes)', async () => {
+    const { store } = fakeStore(new Set([2]), 8); // dataExtents answers -1
+    const dirty = new DirtyRegions(8 * REGION, REGION);
+    dirty.markAll();
+    const { channel, runs } = fakeChannel(DATA_RUN_BYTES_MAX);
+    const { transport, sent } = recordingTransport();
+    const engine = new ResyncEngine(store, new RangeGate(), dirty, { windowRegions: 4, rateBytesPerSecond: 0, checksum: false, persistIntervalMs: 1000 }, async () => undefined, quiet);
+    assert.equal(await engine.run({ ...transport, channel }), true);
+    const perRun = DATA_RUN_BYTES_MAX / REGION;
+    const expected = Array.from({ length: 8 / perRun }, (_, i) => [i * perRun, perRun]);
+    assert.deepEqual(runs.map((r) => [r.offsetBytes / REGION, r.lengthBytes / REGION]), expected, 'all eight regions in runs of DATA_RUN_BYTES_MAX, holes included');
+    assert.deepEqual(sent, [], 'nothing on the mirror connection');
+    assert.equal(dirty.count, 0);
+  });
+
   it('takes one write gate per batch of runs, over the batch\'s whole span: an application write between its runs waits for every run of it, one beyond it does not', async () => {
     // Every other region dirty, all with data: runs of one region, CHANNEL_BATCH_RUNS_MAX to a batch.
     const regions = 4 * CHANNEL_BATCH_RUNS_MAX;
