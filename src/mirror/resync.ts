@@ -101,6 +101,8 @@ export const READ_BUFFERS = 8;
  * for at most its runs (CHANNEL_BATCH_RUNS_MAX runs within CHANNEL_BATCH_SPAN_BYTES_MAX).
  */
 export const CHANNEL_BATCH_RUNS_MAX = 16;
+/** With the channel's window full, the engine queues on once this much of it is free again. */
+export const CHANNEL_REFILL_BYTES = 2 * 1024 * 1024;
 export const CHANNEL_BATCH_SPAN_BYTES_MAX = 8 * 1024 * 1024;
 
 export class ResyncEngine {
@@ -163,12 +165,22 @@ export class ResyncEngine {
     let inFlight = 0;
     let failed = false;
     let wake: (() => void) | undefined;
+    /** When set, wakeLoop wakes the loop only once this holds. */
+    let wakeWhen: (() => boolean) | undefined;
     let lastPersistMs = Date.now();
     const wakeLoop = (): void => {
+      if (wake === undefined || (wakeWhen !== undefined && !wakeWhen())) return;
       const w = wake;
       wake = undefined;
-      w?.();
+      wakeWhen = undefined;
+      w();
     };
+    /** Resolves once `ready()` holds, checked at each wakeLoop: no promise and no turn of the loop per outcome. */
+    const until = (ready: () => boolean): Promise<void> | undefined =>
+      ready() ? undefined : new Promise<void>((r) => {
+        wake = r;
+        wakeWhen = ready;
+      });
     let tokens = 0;
     let tokensAtMs = Date.now();
     const channel = this.options.checksum ? undefined : transport.channel;
@@ -224,7 +236,12 @@ export class ResyncEngine {
         if (fastPath && !this.stopRequested && transport.isOpen()) {
           // Most regions: queued by a synchronous loop that V8 optimizes (this async function's own
           // loop never is); what it leaves (a hole, a full window, a busy gate) goes the long way below.
-          const queued = this.queueChannelRuns(channel, region, sendOnChannel);
+          let queued = this.queueChannelRuns(channel, region, sendOnChannel);
+          // A full window: wait until there is room for a batch or so, then queue on from the same region.
+          while (queued.windowFull === true && !failed && !this.stopRequested && transport.isOpen()) {
+            await until(() => failed || channel.bytesInFlight <= CHANNEL_WINDOW_BYTES - CHANNEL_REFILL_BYTES);
+            queued = this.queueChannelRuns(channel, queued.region, sendOnChannel);
+          }
           region = queued.region;
           if (queued.waiting !== undefined) {
             sendOnChannel({ runs: queued.waiting.runs, release: await queued.waiting.gate });
@@ -334,14 +351,15 @@ export class ResyncEngine {
    * Queues channel runs from dirty region `region` on, in batches under one write gate each, as
    * long as each batch's gate is free and the channel's window has room; synchronous, so that V8
    * optimizes it. Returns the first region it left to the caller (-1: none left): a hole run, a
-   * region the channel cannot take, a full window. When a batch's gate was busy the batch is
+   * region the channel cannot take, a full window (`windowFull`). When a batch's gate was busy the batch is
    * `waiting`: entered, its gate not yet free, and `region` is its last region.
    */
   private queueChannelRuns(
     channel: ResyncChannel, region: number, send: (batch: GatedBatch) => void,
-  ): { region: number; waiting?: { runs: ChannelRunPlan[]; gate: Promise<() => void> } } {
+  ): { region: number; windowFull?: boolean; waiting?: { runs: ChannelRunPlan[]; gate: Promise<() => void> } } {
     while (region >= 0) {
-      if (!channel.isOpen || channel.bytesInFlight >= CHANNEL_WINDOW_BYTES) return { region };
+      if (!channel.isOpen) return { region };
+      if (channel.bytesInFlight >= CHANNEL_WINDOW_BYTES) return { region, windowFull: true };
       const runs = this.channelBatch(channel, region);
       if (runs.length === 0) return { region };
       const first = runs[0]!;
