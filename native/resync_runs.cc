@@ -35,8 +35,8 @@ class RunCollector {
       uint64_t runEnd = RegionEnd(region + regions - 1);
       if (offset % kSectorBytes != 0 || runEnd % kSectorBytes != 0) break;
       if (count > 0 && runEnd - spanStart > request_.spanBytesMax) break;
-      runs[2 * count] = static_cast<double>(region);
-      runs[2 * count + 1] = static_cast<double>(regions);
+      runs[2 * count] = static_cast<double>(offset);
+      runs[2 * count + 1] = static_cast<double>(runEnd - offset);
       count++;
       bytes += runEnd - offset;
       r += static_cast<int64_t>(regions) - 1;

@@ -39,8 +39,8 @@ struct RunRequest {
   size_t extentCount;
 };
 
-// The runs of one batch: writes [firstRegion, regions] pairs to `runs` (room for `capacity` runs) and
-// returns how many. Pure: reads the bitmap and the map, changes nothing.
+// The runs of one batch: writes [offsetBytes, lengthBytes] pairs to `runs` (room for `capacity` runs)
+// and returns how many. Pure: reads the bitmap and the map, changes nothing.
 size_t CollectDataRuns(const uint8_t* bits, size_t bitBytes, const RunRequest& request, double* runs, size_t capacity);
 
 // JS: collectDataRuns(bits: Uint8Array, request: Float64Array, extents: Float64Array, runs: Float64Array) -> count.

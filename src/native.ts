@@ -248,8 +248,8 @@ export interface NativeBinding {
   /**
    * The data runs of one resync batch (native/resync_runs.h): from dirty region `request[FromRegion]` on,
    * adjacent dirty regions that may hold data (by the data map of `request[MapFrom]`..`[MapTo]` and
-   * `extents`) merged into runs, within the batch's limits. Writes [firstRegion, regions] pairs to
-   * `runs` and returns how many; ends before a region the map shows as hole or does not cover.
+   * `extents`) merged into runs, within the batch's limits. Writes [offsetBytes, lengthBytes] pairs
+   * to `runs` and returns how many; ends before a region the map shows as hole or does not cover.
    */
   collectDataRuns(bits: Uint8Array, request: Float64Array, extents: Float64Array, runs: Float64Array): number;
   /** Set where native log lines go (default: stderr). */

@@ -26,21 +26,22 @@ export class DirtyRegions {
 
   /** Mark every region that [offset, offset+length) touches. */
   mark(offsetBytes: number, lengthBytes: number): void {
-    for (let r = this.firstRegion(offsetBytes), last = this.lastRegion(offsetBytes, lengthBytes); r <= last; r++) this.set(r);
+    for (let r = this.regionOf(offsetBytes), last = this.lastRegion(offsetBytes, lengthBytes); r <= last; r++) this.set(r);
   }
 
   /** Whether any region that [offset, offset+length) touches is dirty. */
   touchesDirty(offsetBytes: number, lengthBytes: number): boolean {
-    for (let r = this.firstRegion(offsetBytes), last = this.lastRegion(offsetBytes, lengthBytes); r <= last; r++) if (this.isDirty(r)) return true;
+    for (let r = this.regionOf(offsetBytes), last = this.lastRegion(offsetBytes, lengthBytes); r <= last; r++) if (this.isDirty(r)) return true;
     return false;
   }
 
-  private firstRegion(offsetBytes: number): number {
+  /** The region that holds byte `offsetBytes`. */
+  regionOf(offsetBytes: number): number {
     return Math.floor(offsetBytes / this.regionBytes);
   }
 
   /** The last region [offset, offset+length) touches; below firstRegion when the range is empty. */
-  private lastRegion(offsetBytes: number, lengthBytes: number): number {
+  lastRegion(offsetBytes: number, lengthBytes: number): number {
     if (lengthBytes <= 0) return -1;
     return Math.min(this.regionCount - 1, Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes));
   }

@@ -14,7 +14,7 @@ import { DataMap } from './data-map';
 import { SECTOR_BYTES } from '../wire';
 import { SYNC_IO_BYTES_MAX } from '../limits';
 import type { Logger } from '../util/log';
-import { CHANNEL_WINDOW_BYTES, type ChannelOutcome, type ChannelRun } from '../peer/resync-channel';
+import { CHANNEL_WINDOW_BYTES, type ChannelOutcome } from '../peer/resync-channel';
 
 /** How the engine reaches the peer; each callback's `done` gets true once the peer acknowledged. */
 export interface ResyncTransport {
@@ -41,8 +41,11 @@ export interface ResyncChannel {
   readonly maxRunBytes: number;
   /** Bytes of the runs sent and not yet settled. */
   readonly bytesInFlight: number;
-  /** Queue a run behind the others; `done` gets its outcome. */
-  send(run: ChannelRun, done: (outcome: ChannelOutcome, problem: string | null) => void): void;
+  /**
+   * Queue the first `count` runs of `runs` (offset, length pairs) behind the others; `done` gets their
+   * outcomes together, in order. The caller may reuse `runs` once this returns.
+   */
+  sendBatch(runs: Float64Array, count: number, done: (outcomes: ChannelOutcome[], problem: string | null) => void): void;
   /** `ready` once every run sent so far has its outcome. */
   whenSettled(ready: () => void): void;
 }
@@ -195,40 +198,41 @@ export class ResyncEngine {
      * (and a run found all zero is written as zeroes on the mirror connection).
      */
     const sendOnChannel = (batch: GatedBatch): void => {
-      let unsettled = batch.runs.length;
-      const settleOne = (): void => {
-        unsettled -= 1;
-        if (unsettled === 0) batch.release();
-      };
-      for (const run of batch.runs) {
-        channel!.send(run, (outcome, problem) => {
+      channel!.sendBatch(batch.runs, batch.count, (outcomes, problem) => {
+        let zeroRuns = 0;
+        const zeroDone = (offsetBytes: number, lengthBytes: number) => (ok: boolean): void => {
+          inFlight -= 1;
+          if (ok) this.rangeDone(offsetBytes, lengthBytes);
+          else failed = true;
+          zeroRuns -= 1;
+          if (zeroRuns === 0) batch.release();
+          wakeLoop();
+        };
+        for (let i = 0; i < batch.count; i++) {
+          const offsetBytes = batch.runs[2 * i]!;
+          const lengthBytes = batch.runs[2 * i + 1]!;
+          const outcome = outcomes[i];
           if (outcome === 'acked') {
-            this.runDone(run);
-            this.progress.bytesSent += run.lengthBytes;
-            settleOne();
-            persistNow();
+            this.rangeDone(offsetBytes, lengthBytes);
+            this.progress.bytesSent += lengthBytes;
           } else if (outcome === 'zero') {
             // Read as zeroes under the gate: WRITE_ZEROES on the mirror connection, still under it.
-            this.progress.regionsZero += run.regions;
+            this.progress.regionsZero += this.dirty.lastRegion(offsetBytes, lengthBytes) - this.dirty.regionOf(offsetBytes) + 1;
             inFlight += 1;
-            transport.sendZeroes(run.offsetBytes, run.lengthBytes, (ok) => {
-              inFlight -= 1;
-              if (ok) this.runDone(run);
-              else failed = true;
-              settleOne();
-              wakeLoop();
-            });
+            zeroRuns += 1;
+            transport.sendZeroes(offsetBytes, lengthBytes, zeroDone(offsetBytes, lengthBytes));
           } else {
             failed = true;
-            settleOne();
-            if (!channelProblemLogged) {
-              channelProblemLogged = true;
-              this.log.warn(`resync channel: ${problem ?? 'a write failed'}`);
-            }
           }
-          wakeLoop();
-        });
-      }
+        }
+        if (failed && problem !== null && !channelProblemLogged) {
+          channelProblemLogged = true;
+          this.log.warn(`resync channel: ${problem}`);
+        }
+        if (zeroRuns === 0) batch.release();
+        persistNow();
+        wakeLoop();
+      });
     };
     const fastPath = channel !== undefined && this.options.rateBytesPerSecond === 0;
     try {
@@ -244,7 +248,7 @@ export class ResyncEngine {
           }
           region = queued.region;
           if (queued.waiting !== undefined) {
-            sendOnChannel({ runs: queued.waiting.runs, release: await queued.waiting.gate });
+            sendOnChannel({ ...queued.waiting.batch, release: await queued.waiting.gate });
             continue;
           }
           if (region < 0) break;
@@ -292,7 +296,7 @@ export class ResyncEngine {
           // without yielding, so a window's worth of runs crosses to native code in one push.
           const entered = enterGate(this.gate, offsetBytes, run.lengthBytes);
           const release = typeof entered === 'function' ? entered : await entered;
-          sendOnChannel({ runs: [{ first: region, regions: run.regions, offsetBytes, lengthBytes: run.lengthBytes }], release });
+          sendOnChannel({ runs: Float64Array.of(offsetBytes, run.lengthBytes), count: 1, release });
           region += run.regions - 1;
           continue;
         }
@@ -356,18 +360,18 @@ export class ResyncEngine {
    */
   private queueChannelRuns(
     channel: ResyncChannel, region: number, send: (batch: GatedBatch) => void,
-  ): { region: number; windowFull?: boolean; waiting?: { runs: ChannelRunPlan[]; gate: Promise<() => void> } } {
+  ): { region: number; windowFull?: boolean; waiting?: { batch: ChannelBatch; gate: Promise<() => void> } } {
     while (region >= 0) {
       if (!channel.isOpen) return { region };
       if (channel.bytesInFlight >= CHANNEL_WINDOW_BYTES) return { region, windowFull: true };
-      const runs = this.channelBatch(channel, region);
-      if (runs.length === 0) return { region };
-      const first = runs[0]!;
-      const last = runs[runs.length - 1]!;
-      const lastRegion = last.first + last.regions - 1;
-      const entered = enterGate(this.gate, first.offsetBytes, last.offsetBytes + last.lengthBytes - first.offsetBytes);
-      if (typeof entered !== 'function') return { region: lastRegion, waiting: { runs, gate: entered } };
-      send({ runs, release: entered });
+      const batch = this.channelBatch(channel, region);
+      if (batch.count === 0) return { region };
+      const start = batch.runs[0]!;
+      const end = batch.runs[2 * batch.count - 2]! + batch.runs[2 * batch.count - 1]!;
+      const lastRegion = this.dirty.lastRegion(start, end - start);
+      const entered = enterGate(this.gate, start, end - start);
+      if (typeof entered !== 'function') return { region: lastRegion, waiting: { batch, gate: entered } };
+      send({ ...batch, release: entered });
       region = this.dirty.nextDirty(lastRegion + 1);
     }
     return { region };
@@ -382,14 +386,12 @@ export class ResyncEngine {
    * (collectDataRuns): in JavaScript this loop was most of the primary's JavaScript in a resync of
    * scattered regions, and its optimization cost V8 30-38 ms while the first resync of a process ran.
    */
-  private channelBatch(channel: ResyncChannel, region: number): ChannelRunPlan[] {
-    const regionBytes = this.dirty.regionBytes;
-    const volumeBytes = this.dirty.volumeSizeBytes;
-    const map = this.dataMap.windowAt(region * regionBytes);
+  private channelBatch(channel: ResyncChannel, region: number): ChannelBatch {
+    const map = this.dataMap.windowAt(region * this.dirty.regionBytes);
     const q = this.runRequest;
     q[RunRequest.FromRegion] = region;
-    q[RunRequest.RegionBytes] = regionBytes;
-    q[RunRequest.VolumeBytes] = volumeBytes;
+    q[RunRequest.RegionBytes] = this.dirty.regionBytes;
+    q[RunRequest.VolumeBytes] = this.dirty.volumeSizeBytes;
     q[RunRequest.MaxRunBytes] = channel.maxRunBytes;
     q[RunRequest.MaxRuns] = CHANNEL_BATCH_RUNS_MAX;
     q[RunRequest.SpanBytesMax] = CHANNEL_BATCH_SPAN_BYTES_MAX;
@@ -398,14 +400,7 @@ export class ResyncEngine {
     q[RunRequest.MapTo] = map.to;
     q[RunRequest.ExtentCount] = map.count;
     const count = loadNative().collectDataRuns(this.dirty.bitmapView, q, map.extents, this.runPairs);
-    const runs: ChannelRunPlan[] = [];
-    for (let i = 0; i < count; i++) {
-      const first = this.runPairs[2 * i]!;
-      const regions = this.runPairs[2 * i + 1]!;
-      const offsetBytes = first * regionBytes;
-      runs.push({ first, regions, offsetBytes, lengthBytes: Math.min((first + regions) * regionBytes, volumeBytes) - offsetBytes });
-    }
-    return runs;
+    return { runs: this.runPairs.slice(0, 2 * count), count };
   }
 
   /**
@@ -476,9 +471,9 @@ export class ResyncEngine {
   }
 
   /** A run's regions are in sync now. */
-  private runDone(run: ChannelRunPlan): void {
-    for (let r = run.first; r < run.first + run.regions; r++) this.dirty.clear(r);
-    this.progress.bytesDone += run.lengthBytes;
+  private rangeDone(offsetBytes: number, lengthBytes: number): void {
+    for (let r = this.dirty.regionOf(offsetBytes), last = this.dirty.lastRegion(offsetBytes, lengthBytes); r <= last; r++) this.dirty.clear(r);
+    this.progress.bytesDone += lengthBytes;
   }
 
   /** An idle read buffer, or a new one while fewer than READ_BUFFERS exist. */
@@ -542,15 +537,14 @@ export class ResyncEngine {
   }
 }
 
-/** A data run for the resync channel: its regions and byte range. */
-interface ChannelRunPlan extends ChannelRun {
-  first: number;
-  regions: number;
+/** Data runs for the resync channel: the first `count` offset, length pairs of `runs`. */
+interface ChannelBatch {
+  runs: Float64Array;
+  count: number;
 }
 
 /** Data runs the engine holds one write gate for, over all of them, while they are on the resync channel. */
-interface GatedBatch {
-  runs: ChannelRunPlan[];
+interface GatedBatch extends ChannelBatch {
   release: () => void;
 }
 

@@ -83,14 +83,6 @@ export function connectResyncChannel(host: string, port: number, token: bigint, 
   });
 }
 
-/**
- * Runs handed to native code at a time while the engine queues a window without yielding. The first
- * run of an idle channel goes at once, and then every PUSH_BATCH_RUNS: waiting for the end of the
- * turn left the sender idle while cold JavaScript queued a whole window (7-13 ms at the start of a
- * 102 MiB resync).
- */
-const PUSH_BATCH_RUNS = 16;
-
 /** Native code uses a channel buffer from its first page boundary on, so an O_DIRECT store needs no bounce copy. */
 const PAGE_BYTES = 4096;
 
@@ -113,26 +105,27 @@ function peerWriteFailure(outcome: number): string {
   return `the peer could not write region data (ACK status ${noSpace ? AckStatus.NoSpace : AckStatus.IoError}: ${noSpace ? 'no space left on its store' : 'I/O error'})`;
 }
 
-/** A run queued on the channel, waiting for its outcome. */
-interface QueuedRun {
-  lengthBytes: number;
-  done: (outcome: ChannelOutcome, problem: string | null) => void;
+/** A batch of runs queued on the channel, waiting for their outcomes. */
+interface QueuedBatch {
+  /** The runs' offset, length pairs (the batch's own copy). */
+  runs: Float64Array;
+  count: number;
+  /** Outcomes so far, in run order. */
+  outcomes: ChannelOutcome[];
+  problem: string | null;
+  done: (outcomes: ChannelOutcome[], problem: string | null) => void;
 }
 
 /**
  * Primary end: a native thread (NativeResyncSender) streams the runs queued here, in order, for as
- * long as the channel lives; outcomes come back in the same order. Runs queued in one turn of the
- * event loop cross to native code in one call.
+ * long as the channel lives; outcomes come back in the same order. Each batch crosses to native code
+ * in one call and gets its outcomes in one callback.
  */
 export class ResyncChannelSender {
   private readonly native: NativeResyncSender;
-  /** Runs without an outcome, oldest first, from index `head`. */
-  private queued: QueuedRun[] = [];
+  /** Batches without every outcome, oldest first, from index `head`. */
+  private queued: QueuedBatch[] = [];
   private head = 0;
-  /** Offset, length pairs not yet handed to native code: the first `toPushCount` numbers. */
-  private readonly toPush = new Float64Array(PUSH_BATCH_RUNS * 2);
-  private toPushCount = 0;
-  private pushScheduled = false;
   private inFlightBytes = 0;
   private closed = false;
   private ended = false;
@@ -172,28 +165,25 @@ export class ResyncChannelSender {
   }
 
   /**
-   * Queue `run` (at most maxRunBytes) behind every run queued before. `done` gets its outcome:
-   * 'acked' once the secondary ACKed it, 'zero' when it was all zeroes (not sent), 'failed' when
-   * the channel ended first or the secondary could not write it.
+   * Queue the first `count` runs of `runs` (offset, length pairs; each run at most maxRunBytes) behind
+   * every run queued before; the caller may reuse `runs` once this returns. `done` gets their outcomes
+   * together, in order: 'acked' once the secondary ACKed the run, 'zero' when it was all zeroes (not
+   * sent), 'failed' when the channel ended first or the secondary could not write it, with the first
+   * reason a run failed.
    */
-  send(run: ChannelRun, done: (outcome: ChannelOutcome, problem: string | null) => void): void {
+  sendBatch(runs: Float64Array, count: number, done: (outcomes: ChannelOutcome[], problem: string | null) => void): void {
+    if (count === 0) {
+      done([], null);
+      return;
+    }
     if (!this.isOpen) {
-      done('failed', this.problem ?? 'the resync channel is closed');
+      done(new Array<ChannelOutcome>(count).fill('failed'), this.problem ?? 'the resync channel is closed');
       return;
     }
-    const idle = this.inFlightBytes === 0;
-    this.queued.push({ lengthBytes: run.lengthBytes, done });
-    this.inFlightBytes += run.lengthBytes;
-    this.toPush[this.toPushCount++] = run.offsetBytes;
-    this.toPush[this.toPushCount++] = run.lengthBytes;
-    if (idle || this.toPushCount === this.toPush.length) {
-      this.pushQueued();
-      return;
-    }
-    if (!this.pushScheduled) {
-      this.pushScheduled = true;
-      queueMicrotask(() => this.pushQueued());
-    }
+    const own = runs.slice(0, 2 * count);
+    for (let i = 0; i < count; i++) this.inFlightBytes += own[2 * i + 1]!;
+    this.queued.push({ runs: own, count, outcomes: [], problem: null, done });
+    this.native.push(own);
   }
 
   /** `ready` once every run queued so far has its outcome. */
@@ -209,22 +199,15 @@ export class ResyncChannelSender {
     this.native.close();
   }
 
-  private pushQueued(): void {
-    this.pushScheduled = false;
-    if (this.toPushCount === 0) return; // a scheduled push after an early one
-    // Native code copies the pairs before it returns, so the array is reused at once.
-    const runs = this.toPush.subarray(0, this.toPushCount);
-    this.toPushCount = 0;
-    if (!this.ended) this.native.push(runs);
-  }
-
   private onSettled(outcomes: Int32Array): void {
     for (const outcome of outcomes) {
-      const run = this.queued[this.head];
-      if (run === undefined) break; // more outcomes than runs: cannot happen (native settles what JS pushed)
-      this.queued[this.head++] = undefined as unknown as QueuedRun;
-      this.inFlightBytes -= run.lengthBytes;
-      run.done(outcome === ResyncSendOutcome.Acked ? 'acked' : outcome === ResyncSendOutcome.Zero ? 'zero' : 'failed', outcome < 0 ? peerWriteFailure(outcome) : null);
+      const batch = this.queued[this.head];
+      if (batch === undefined) break; // more outcomes than runs: cannot happen (native settles what JS pushed)
+      const i = batch.outcomes.length;
+      this.inFlightBytes -= batch.runs[2 * i + 1]!;
+      batch.outcomes.push(outcome === ResyncSendOutcome.Acked ? 'acked' : outcome === ResyncSendOutcome.Zero ? 'zero' : 'failed');
+      if (outcome < 0) batch.problem ??= peerWriteFailure(outcome);
+      if (batch.outcomes.length === batch.count) this.finishHead();
     }
     this.compactQueue();
   }
@@ -234,11 +217,22 @@ export class ResyncChannelSender {
     this.problem ??= problem;
     const reason = this.problem ?? 'the resync channel is closed';
     while (this.head < this.queued.length) {
-      const run = this.queued[this.head++]!;
-      this.inFlightBytes -= run.lengthBytes;
-      run.done('failed', reason);
+      const batch = this.queued[this.head]!;
+      for (let i = batch.outcomes.length; i < batch.count; i++) {
+        this.inFlightBytes -= batch.runs[2 * i + 1]!;
+        batch.outcomes.push('failed');
+      }
+      batch.problem ??= reason;
+      this.finishHead();
     }
     this.compactQueue();
+  }
+
+  /** The oldest batch has every outcome: hand them over. */
+  private finishHead(): void {
+    const batch = this.queued[this.head]!;
+    this.queued[this.head++] = undefined as unknown as QueuedBatch;
+    batch.done(batch.outcomes, batch.problem);
   }
 
   /** Drop settled entries once they are half the array; wake whoever waits for everything settled. */

@@ -81,7 +81,14 @@ function collect(c: Case): [number, number][] {
   request[RunRequest.ExtentCount] = c.extents.length / 2;
   const runs = new Float64Array(2 * 64);
   const count = loadNative().collectDataRuns(c.bits, request, Float64Array.from(c.extents), runs);
-  return Array.from({ length: count }, (_, i) => [runs[2 * i]!, runs[2 * i + 1]!] as [number, number]);
+  // As [first region, regions], the model's terms; the native answer is [offset, length] pairs.
+  return Array.from({ length: count }, (_, i) => {
+    const offset = runs[2 * i]!;
+    const end = offset + runs[2 * i + 1]!;
+    assert.equal(offset % c.regionBytes, 0, 'a run starts at a region');
+    assert.ok(end === c.volumeBytes || end % c.regionBytes === 0, 'a run ends at a region boundary or the volume end');
+    return [offset / c.regionBytes, Math.ceil((end - offset) / c.regionBytes)] as [number, number];
+  });
 }
 
 const caseArbitrary: fc.Arbitrary<Case> = fc

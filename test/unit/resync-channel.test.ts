@@ -51,9 +51,14 @@ function receive(store: LocalStore, fd: number, epoch = EPOCH): Receiver {
   return { ended, counters };
 }
 
-/** Queue `runs`; resolves with their outcomes, in order, once all have one. */
+/** Queue one run as a batch of its own; `done` gets its outcome and problem. */
+function sendOne(sender: ResyncChannelSender, run: { offsetBytes: number; lengthBytes: number }, done: (outcome: ChannelOutcome, problem: string | null) => void): void {
+  sender.sendBatch(Float64Array.of(run.offsetBytes, run.lengthBytes), 1, (outcomes, problem) => done(outcomes[0]!, problem));
+}
+
+/** Queue `runs`, each a batch of its own; resolves with their outcomes, in order, once all have one. */
 function send(sender: ResyncChannelSender, runs: { offsetBytes: number; lengthBytes: number }[], problems: (string | null)[] = []): Promise<ChannelOutcome[]> {
-  return Promise.all(runs.map((run) => new Promise<ChannelOutcome>((resolve) => sender.send(run, (outcome, problem) => {
+  return Promise.all(runs.map((run) => new Promise<ChannelOutcome>((resolve) => sendOne(sender, run, (outcome, problem) => {
     problems.push(problem);
     resolve(outcome);
   }))));
@@ -124,7 +129,7 @@ describe('resync channel: native ends', function () {
     const runs = [0, 2, 5, 7].map((r) => ({ offsetBytes: r * REGION, lengthBytes: REGION }));
     runs.push({ offsetBytes: 9 * REGION, lengthBytes: 2 * REGION }); // a 128 KiB run
     const order: number[] = [];
-    const first = Promise.all(runs.map((run, i) => new Promise<ChannelOutcome>((resolve) => sender.send(run, (outcome) => {
+    const first = Promise.all(runs.map((run, i) => new Promise<ChannelOutcome>((resolve) => sendOne(sender, run, (outcome) => {
       order.push(i);
       resolve(outcome);
     }))));
@@ -149,7 +154,7 @@ describe('resync channel: native ends', function () {
     assert.ok(replica.subarray(REGION, 2 * REGION).equals(Buffer.alloc(REGION)), 'nothing written outside the runs');
   });
 
-  it('a thousand runs queued in one turn all arrive, in order, each checked by the receiver', async function () {
+  it('a thousand runs queued in one turn, in batches, all arrive, in order, each checked by the receiver', async function () {
     const data = Buffer.alloc(VOLUME);
     for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 40503 + 7) >>> 0, i);
     assert.equal(source.writeSync(data, 0), 0);
@@ -159,8 +164,17 @@ describe('resync channel: native ends', function () {
     // 1000 writes over the 128 regions (a region's later writes carry the same bytes): one native push, then a long
     // stream whose sequence numbers and tags the receiver checks write by write.
     const runs = Array.from({ length: 1000 }, (_v, i) => ({ offsetBytes: ((i * 37) % 128) * REGION, lengthBytes: REGION }));
-    const outcomes = await send(sender, runs);
+    // In batches of 16, as the engine queues them: each batch's outcomes come together, in order.
+    const batches: Promise<ChannelOutcome[]>[] = [];
+    for (let i = 0; i < runs.length; i += 16) {
+      const batch = runs.slice(i, i + 16);
+      batches.push(new Promise((resolve) => sender.sendBatch(Float64Array.from(batch.flatMap((r) => [r.offsetBytes, r.lengthBytes])), batch.length, (o) => resolve(o))));
+    }
+    assert.equal(sender.bytesInFlight, 1000 * REGION);
+    const outcomes = (await Promise.all(batches)).flat();
+    assert.equal(outcomes.length, 1000);
     assert.ok(outcomes.every((o) => o === 'acked'));
+    assert.equal(sender.bytesInFlight, 0);
     sender.close();
     const end = await rx.ended;
     assert.equal(end.clean, true, end.reason);

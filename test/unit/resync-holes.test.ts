@@ -8,6 +8,41 @@
 import * as assert from 'node:assert/strict';
 import { CHANNEL_BATCH_RUNS_MAX, CHANNEL_BATCH_SPAN_BYTES_MAX, DATA_RUN_BYTES_MAX, READ_BUFFERS, ResyncEngine, type ResyncChannel, type ResyncTransport } from '../../src/mirror/resync';
 import { CHANNEL_WINDOW_BYTES, type ChannelOutcome, type ChannelRun } from '../../src/peer/resync-channel';
+
+/** A fake channel that settles runs one by one. */
+interface PerRunChannel {
+  readonly isOpen: boolean;
+  readonly maxRunBytes: number;
+  readonly bytesInFlight: number;
+  send(run: ChannelRun, done: (outcome: ChannelOutcome, problem: string | null) => void): void;
+  whenSettled(ready: () => void): void;
+}
+
+/** The engine's view of a per-run fake: sendBatch hands each run to `send` and gathers the batch's outcomes. */
+function batched(fake: PerRunChannel): ResyncChannel {
+  return {
+    get isOpen() {
+      return fake.isOpen;
+    },
+    maxRunBytes: fake.maxRunBytes,
+    get bytesInFlight() {
+      return fake.bytesInFlight;
+    },
+    sendBatch(runs, count, done) {
+      const outcomes: ChannelOutcome[] = [];
+      let problem: string | null = null;
+      let left = count;
+      for (let i = 0; i < count; i++) {
+        fake.send({ offsetBytes: runs[2 * i]!, lengthBytes: runs[2 * i + 1]! }, (outcome, p) => {
+          outcomes[i] = outcome;
+          problem ??= p;
+          if (--left === 0) done(outcomes, problem);
+        });
+      }
+    },
+    whenSettled: (ready) => fake.whenSettled(ready),
+  };
+}
 import { DirtyRegions } from '../../src/mirror/dirty-regions';
 import { RangeGate } from '../../src/range-gate';
 import type { LocalStore } from '../../src/store/local-store';
@@ -186,7 +221,7 @@ describe('resync: data runs', () => {
 
 describe('resync: on the resync channel', () => {
   /** A channel that records runs and settles them in order, a few at a time, a turn later. */
-  function fakeChannel(maxRunBytes: number): { channel: ResyncChannel; runs: ChannelRun[]; peakInFlight: { value: number } } {
+  function fakeChannel(maxRunBytes: number): { channel: PerRunChannel; runs: ChannelRun[]; peakInFlight: { value: number } } {
     const runs: ChannelRun[] = [];
     const waiting: { run: ChannelRun; done: (outcome: ChannelOutcome, problem: string | null) => void }[] = [];
     const settledWaiters: (() => void)[] = [];
@@ -200,7 +235,7 @@ describe('resync: on the resync channel', () => {
       if (waiting.length > 0) setImmediate(settleSome);
       else for (const ready of settledWaiters.splice(0)) ready();
     };
-    const channel: ResyncChannel = {
+    const channel: PerRunChannel = {
       isOpen: true,
       maxRunBytes,
       get bytesInFlight() {
@@ -261,7 +296,7 @@ describe('resync: on the resync channel', () => {
     const { transport, sent } = recordingTransport();
     const { channel, runs, peakInFlight } = fakeChannel(regionBytes);
     const sentAfterApp: boolean[] = [];
-    const recording: ResyncChannel = {
+    const recording: PerRunChannel = {
       ...channel,
       get isOpen() {
         return channel.isOpen;
@@ -275,7 +310,7 @@ describe('resync: on the resync channel', () => {
       },
     };
     const engine = new ResyncEngine(store, gate, dirty, { windowRegions: 4, rateBytesPerSecond: 0, checksum: false, persistIntervalMs: 1000 }, async () => undefined, quiet);
-    assert.equal(await engine.run({ ...transport, channel: recording }), true);
+    assert.equal(await engine.run({ ...transport, channel: batched(recording) }), true);
     const expected = Array.from({ length: regions }, (_, i) => i).filter((i) => i !== 10 && !holes.has(i));
     assert.deepEqual(runs.map((r) => r.offsetBytes / regionBytes), expected, 'every dirty region with data, once, in order');
     assert.ok(runs.every((r) => r.lengthBytes === regionBytes));
@@ -293,7 +328,7 @@ describe('resync: on the resync channel', () => {
     const { channel, runs } = fakeChannel(DATA_RUN_BYTES_MAX);
     const { transport, sent } = recordingTransport();
     const engine = new ResyncEngine(store, new RangeGate(), dirty, { windowRegions: 4, rateBytesPerSecond: 0, checksum: false, persistIntervalMs: 1000 }, async () => undefined, quiet);
-    assert.equal(await engine.run({ ...transport, channel }), true);
+    assert.equal(await engine.run({ ...transport, channel: batched(channel) }), true);
     const perRun = DATA_RUN_BYTES_MAX / REGION;
     const expected = Array.from({ length: 8 / perRun }, (_, i) => [i * perRun, perRun]);
     assert.deepEqual(runs.map((r) => [r.offsetBytes / REGION, r.lengthBytes / REGION]), expected, 'all eight regions in runs of DATA_RUN_BYTES_MAX, holes included');
@@ -318,7 +353,7 @@ describe('resync: on the resync channel', () => {
     // A channel that settles runs only when told to.
     const queued: (() => void)[] = [];
     let inFlight = 0;
-    const channel: ResyncChannel = {
+    const channel: PerRunChannel = {
       isOpen: true,
       maxRunBytes: DATA_RUN_BYTES_MAX,
       get bytesInFlight() {
@@ -338,7 +373,7 @@ describe('resync: on the resync channel', () => {
     };
     const { transport } = recordingTransport();
     const engine = new ResyncEngine(store, gate, dirty, { windowRegions: 4, rateBytesPerSecond: 0, checksum: false, persistIntervalMs: 1000 }, async () => undefined, quiet);
-    const finished = engine.run({ ...transport, channel });
+    const finished = engine.run({ ...transport, channel: batched(channel) });
     await new Promise((r) => setImmediate(r));
     const lastOfFirst = 2 * (CHANNEL_BATCH_RUNS_MAX - 1);
     assert.deepEqual(spans, [`0+${lastOfFirst + 1}`, `${lastOfFirst + 2}+${lastOfFirst + 1}`], 'two batches, one gate each, from the first run\'s start to the last run\'s end');
