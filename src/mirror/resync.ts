@@ -104,9 +104,9 @@ export const READ_BUFFERS = 8;
  * for at most its runs (CHANNEL_BATCH_RUNS_MAX runs within CHANNEL_BATCH_SPAN_BYTES_MAX).
  */
 export const CHANNEL_BATCH_RUNS_MAX = 16;
+export const CHANNEL_BATCH_SPAN_BYTES_MAX = 8 * 1024 * 1024;
 /** With the channel's window full, the engine queues on once this much of it is free again. */
 export const CHANNEL_REFILL_BYTES = 2 * 1024 * 1024;
-export const CHANNEL_BATCH_SPAN_BYTES_MAX = 8 * 1024 * 1024;
 
 export class ResyncEngine {
   private progress: ResyncProgress = emptyProgress(false);
@@ -238,8 +238,8 @@ export class ResyncEngine {
     try {
       for (let region = this.dirty.nextDirty(0); region >= 0 && !failed; region = this.dirty.nextDirty(region + 1)) {
         if (fastPath && !this.stopRequested && transport.isOpen()) {
-          // Most regions: queued by a synchronous loop that V8 optimizes (this async function's own
-          // loop never is); what it leaves (a hole, a full window, a busy gate) goes the long way below.
+          // Most regions: queued in batches, their runs collected by native code; what that leaves (a
+          // hole, a region the channel cannot take, a busy gate) goes the long way below.
           let queued = this.queueChannelRuns(channel, region, sendOnChannel);
           // A full window: wait until there is room for a batch or so, then queue on from the same region.
           while (queued.windowFull === true && !failed && !this.stopRequested && transport.isOpen()) {
@@ -278,7 +278,7 @@ export class ResyncEngine {
           continue;
         }
         // Checksum mode compares region by region, so it sends them one at a time.
-        const run = this.options.checksum ? { regions: 1, lengthBytes } : this.dataRun(region, offsetBytes, lengthBytes, channel?.maxRunBytes);
+        const run = this.options.checksum ? { regions: 1, lengthBytes } : this.dataRun(region, lengthBytes, channel?.maxRunBytes);
         if (this.options.rateBytesPerSecond > 0) {
           for (;;) {
             const now = Date.now();
@@ -292,8 +292,7 @@ export class ResyncEngine {
         if (channel !== undefined && channel.isOpen && isSectorAligned(offsetBytes, run.lengthBytes)) {
           while (channel.bytesInFlight >= CHANNEL_WINDOW_BYTES && !failed) await new Promise<void>((r) => (wake = r));
           if (failed) break;
-          // Most runs overlap no application write: their gate opens at once, and the loop goes on
-          // without yielding, so a window's worth of runs crosses to native code in one push.
+          // A run the batches left (after a hole run, or a rate-limited resync): a batch of its own.
           const entered = enterGate(this.gate, offsetBytes, run.lengthBytes);
           const release = typeof entered === 'function' ? entered : await entered;
           sendOnChannel({ runs: Float64Array.of(offsetBytes, run.lengthBytes), count: 1, release });
@@ -353,10 +352,10 @@ export class ResyncEngine {
 
   /**
    * Queues channel runs from dirty region `region` on, in batches under one write gate each, as
-   * long as each batch's gate is free and the channel's window has room; synchronous, so that V8
-   * optimizes it. Returns the first region it left to the caller (-1: none left): a hole run, a
-   * region the channel cannot take, a full window (`windowFull`). When a batch's gate was busy the batch is
-   * `waiting`: entered, its gate not yet free, and `region` is its last region.
+   * long as each batch's gate is free and the channel's window has room, without yielding. Returns
+   * the first region it left to the caller (-1: none left): a hole run, a region the channel cannot
+   * take, a full window (`windowFull`). When a batch's gate was busy the batch is `waiting`:
+   * entered, its gate not yet free, and `region` is its last region.
    */
   private queueChannelRuns(
     channel: ResyncChannel, region: number, send: (batch: GatedBatch) => void,
@@ -379,7 +378,7 @@ export class ResyncEngine {
 
   /**
    * The data runs from dirty region `region` on that go to the channel as one batch: at most
-   * CHANNEL_BATCH_RUNS_MAX runs (adjacent dirty regions with data merged as dataRun merges them)
+   * CHANNEL_BATCH_RUNS_MAX runs (adjacent dirty regions with data merged up to the channel's longest write)
    * within CHANNEL_BATCH_SPAN_BYTES_MAX of the first, as many as the channel's window has room for
    * (one at least), ending before a region the data map shows as hole (a hole run: the caller's), a
    * run that is not sector-aligned, or the end of the map's window. Collected by native code
@@ -387,15 +386,21 @@ export class ResyncEngine {
    * scattered regions, and its optimization cost V8 30-38 ms while the first resync of a process ran.
    */
   private channelBatch(channel: ResyncChannel, region: number): ChannelBatch {
+    const budgetBytes = Math.max(0, CHANNEL_WINDOW_BYTES - channel.bytesInFlight);
+    return this.collectRuns(region, CHANNEL_BATCH_RUNS_MAX, channel.maxRunBytes, CHANNEL_BATCH_SPAN_BYTES_MAX, budgetBytes);
+  }
+
+  /** collectDataRuns from dirty region `region` on, with the data map's window there. */
+  private collectRuns(region: number, maxRuns: number, maxRunBytes: number, spanBytesMax: number, budgetBytes: number): ChannelBatch {
     const map = this.dataMap.windowAt(region * this.dirty.regionBytes);
     const q = this.runRequest;
     q[RunRequest.FromRegion] = region;
     q[RunRequest.RegionBytes] = this.dirty.regionBytes;
     q[RunRequest.VolumeBytes] = this.dirty.volumeSizeBytes;
-    q[RunRequest.MaxRunBytes] = channel.maxRunBytes;
-    q[RunRequest.MaxRuns] = CHANNEL_BATCH_RUNS_MAX;
-    q[RunRequest.SpanBytesMax] = CHANNEL_BATCH_SPAN_BYTES_MAX;
-    q[RunRequest.BudgetBytes] = Math.max(0, CHANNEL_WINDOW_BYTES - channel.bytesInFlight);
+    q[RunRequest.MaxRunBytes] = maxRunBytes;
+    q[RunRequest.MaxRuns] = maxRuns;
+    q[RunRequest.SpanBytesMax] = spanBytesMax;
+    q[RunRequest.BudgetBytes] = budgetBytes;
     q[RunRequest.MapFrom] = map.from;
     q[RunRequest.MapTo] = map.to;
     q[RunRequest.ExtentCount] = map.count;
@@ -404,24 +409,17 @@ export class ResyncEngine {
   }
 
   /**
-   * The run of adjacent dirty regions from `region` (which may hold data) that also may hold data,
-   * up to DATA_RUN_BYTES_MAX: read and sent as one write. It ends at a clean region, at a region
-   * the store holds as a hole (left to a hole run, so a sparse volume still sends only its data), or
-   * at a region that does not end on a sector boundary (the volume's last).
+   * The run of adjacent dirty regions from dirty region `region` (which may hold data) that also may
+   * hold data, up to `maxBytes`: read and sent as one write, by the rules the channel's batches follow
+   * (collectDataRuns). It ends at a clean region, at a region the store holds as a hole (left to a
+   * hole run, so a sparse volume still sends only its data), or at a region that does not end on a
+   * sector boundary (the volume's last); where those rules give no run, `region` goes alone.
    */
-  private dataRun(region: number, offsetBytes: number, lengthBytes: number, maxBytes = DATA_RUN_BYTES_MAX): { regions: number; lengthBytes: number } {
-    let regions = 1;
-    let end = offsetBytes + lengthBytes;
-    if (offsetBytes % SECTOR_BYTES !== 0 || end % SECTOR_BYTES !== 0) return { regions, lengthBytes };
-    for (let r = region + 1; r < this.dirty.regionCount && this.dirty.isDirty(r); r++) {
-      const range = this.dirty.regionRange(r);
-      const rangeEnd = range.offsetBytes + range.lengthBytes;
-      if (rangeEnd - offsetBytes > maxBytes || rangeEnd % SECTOR_BYTES !== 0) break;
-      if (this.dataMap.nextData(range.offsetBytes, rangeEnd) >= rangeEnd) break;
-      regions += 1;
-      end = rangeEnd;
-    }
-    return { regions, lengthBytes: end - offsetBytes };
+  private dataRun(region: number, lengthBytes: number, maxBytes = DATA_RUN_BYTES_MAX): { regions: number; lengthBytes: number } {
+    const run = this.collectRuns(region, 1, maxBytes, maxBytes, maxBytes);
+    if (run.count === 0 || run.runs[0] !== region * this.dirty.regionBytes) return { regions: 1, lengthBytes };
+    const runBytes = run.runs[1]!;
+    return { regions: this.dirty.lastRegion(run.runs[0]!, runBytes) - region + 1, lengthBytes: runBytes };
   }
 
   /**

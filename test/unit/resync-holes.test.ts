@@ -8,6 +8,10 @@
 import * as assert from 'node:assert/strict';
 import { CHANNEL_BATCH_RUNS_MAX, CHANNEL_BATCH_SPAN_BYTES_MAX, DATA_RUN_BYTES_MAX, READ_BUFFERS, ResyncEngine, type ResyncChannel, type ResyncTransport } from '../../src/mirror/resync';
 import { CHANNEL_WINDOW_BYTES, type ChannelOutcome, type ChannelRun } from '../../src/peer/resync-channel';
+import { DirtyRegions } from '../../src/mirror/dirty-regions';
+import { RangeGate } from '../../src/range-gate';
+import type { LocalStore } from '../../src/store/local-store';
+import type { Logger } from '../../src/util/log';
 
 /** A fake channel that settles runs one by one. */
 interface PerRunChannel {
@@ -43,24 +47,31 @@ function batched(fake: PerRunChannel): ResyncChannel {
     whenSettled: (ready) => fake.whenSettled(ready),
   };
 }
-import { DirtyRegions } from '../../src/mirror/dirty-regions';
-import { RangeGate } from '../../src/range-gate';
-import type { LocalStore } from '../../src/store/local-store';
-import type { Logger } from '../../src/util/log';
 
 const REGION = 64 * 1024;
 const REGIONS = 16;
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
 /** A page-cache store of `regions` regions whose only data is in the regions listed: region r holds bytes r + 1. */
-function fakeStore(dataRegions: Set<number>, regions = REGIONS): { store: LocalStore; reads: number[]; seeks: { count: number } } {
+function fakeStore(dataRegions: Set<number>, regions = REGIONS, options: { mapped: boolean } = { mapped: true }): { store: LocalStore; reads: number[]; seeks: { count: number } } {
   const reads: number[] = [];
   const seeks = { count: 0 };
   const store = {
     sizeBytes: regions * REGION,
     runsSynchronously: () => true,
-    // No extent map: the engine's DataMap asks nextDataOffset (SEEK_DATA) every time, which these tests count.
-    dataExtents: () => -1,
+    // As FIEMAP answers: one extent per region with data, clipped to the range. Unmapped (-1), the
+    // engine's DataMap asks nextDataOffset (SEEK_DATA) every time and takes the store as data throughout.
+    dataExtents(offsetBytes: number, endBytes: number, out: Float64Array): number {
+      if (!options.mapped) return -1;
+      let count = 0;
+      for (let r = Math.floor(offsetBytes / REGION); r * REGION < endBytes && count < out.length / 2; r++) {
+        if (!dataRegions.has(r)) continue;
+        out[2 * count] = Math.max(offsetBytes, r * REGION);
+        out[2 * count + 1] = Math.min(endBytes, (r + 1) * REGION);
+        count++;
+      }
+      return count;
+    },
     nextDataOffset(offsetBytes: number, endBytes: number): number {
       seeks.count += 1;
       for (let r = Math.floor(offsetBytes / REGION); r * REGION < endBytes; r++) {
@@ -79,6 +90,9 @@ function fakeStore(dataRegions: Set<number>, regions = REGIONS): { store: LocalS
   };
   return { store: store as unknown as LocalStore, reads, seeks };
 }
+
+/** Regions 0..n-1. */
+const all = (n: number): Set<number> => new Set(Array.from({ length: n }, (_, i) => i));
 
 function recordingTransport(): { transport: ResyncTransport; sent: string[]; contentOk: { value: boolean } } {
   const sent: string[] = [];
@@ -128,12 +142,12 @@ describe('resync: hole runs', () => {
 
   it('resends a run region by region when data appeared in it before the gate held writes back', async () => {
     const data = new Set<number>();
-    const { store, reads, seeks } = fakeStore(data);
-    const original = store.nextDataOffset.bind(store);
-    // The first look sees all hole; then an application write lands in region 2 before the run is sent.
-    (store as { nextDataOffset: LocalStore['nextDataOffset'] }).nextDataOffset = (offset, end) => {
-      const answer = original(offset, end);
-      if (seeks.count === 1) data.add(2);
+    const { store, reads } = fakeStore(data);
+    const original = store.dataExtents.bind(store);
+    // The first look (the extent map) sees all hole; then an application write lands in region 2 before the run is sent.
+    (store as { dataExtents: LocalStore['dataExtents'] }).dataExtents = (offset, end, out) => {
+      const answer = original(offset, end, out);
+      data.add(2);
       return answer;
     };
     const dirty = new DirtyRegions(4 * REGION, REGION);
@@ -147,7 +161,6 @@ describe('resync: hole runs', () => {
 });
 
 describe('resync: data runs', () => {
-  const all = (n: number): Set<number> => new Set(Array.from({ length: n }, (_, i) => i));
 
   it('sends adjacent dirty regions with data as one write of at most DATA_RUN_BYTES_MAX, split at clean regions and holes', async () => {
     assert.equal(DATA_RUN_BYTES_MAX, 2 * REGION, 'this test is written for runs of two 64 KiB regions');
@@ -322,7 +335,7 @@ describe('resync: on the resync channel', () => {
   });
 
   it('a store that cannot map its extents is taken as data throughout: every dirty region goes to the channel (its sender finds the zeroes)', async () => {
-    const { store } = fakeStore(new Set([2]), 8); // dataExtents answers -1
+    const { store } = fakeStore(new Set([2]), 8, { mapped: false });
     const dirty = new DirtyRegions(8 * REGION, REGION);
     dirty.markAll();
     const { channel, runs } = fakeChannel(DATA_RUN_BYTES_MAX);
@@ -333,6 +346,40 @@ describe('resync: on the resync channel', () => {
     const expected = Array.from({ length: 8 / perRun }, (_, i) => [i * perRun, perRun]);
     assert.deepEqual(runs.map((r) => [r.offsetBytes / REGION, r.lengthBytes / REGION]), expected, 'all eight regions in runs of DATA_RUN_BYTES_MAX, holes included');
     assert.deepEqual(sent, [], 'nothing on the mirror connection');
+    assert.equal(dirty.count, 0);
+  });
+
+  it('a run the channel finds all zero goes as WRITE_ZEROES on the mirror connection, its batch\'s gate held until that is acknowledged', async () => {
+    const { store } = fakeStore(all(8), 8);
+    const dirty = new DirtyRegions(8 * REGION, REGION);
+    for (const r of [0, 2, 4, 6]) dirty.mark(r * REGION, 1);
+    const gate = new RangeGate();
+    const zeroAt = new Set([2 * REGION, 6 * REGION]); // these runs read as zeroes
+    const channel: PerRunChannel = {
+      isOpen: true,
+      maxRunBytes: DATA_RUN_BYTES_MAX,
+      bytesInFlight: 0,
+      send: (run, done) => setImmediate(() => done(zeroAt.has(run.offsetBytes) ? 'zero' : 'acked', null)),
+      whenSettled: (ready) => setImmediate(ready),
+    };
+    const { transport, sent } = recordingTransport();
+    const zeroesWhileGated: boolean[] = [];
+    const watching: ResyncTransport = {
+      ...transport,
+      sendZeroes: (offsetBytes, lengthBytes, done) => {
+        zeroesWhileGated.push(gate.runningCount > 0);
+        transport.sendZeroes(offsetBytes, lengthBytes, done);
+      },
+    };
+    const engine = new ResyncEngine(store, gate, dirty, { windowRegions: 4, rateBytesPerSecond: 0, checksum: false, persistIntervalMs: 1000 }, async () => undefined, quiet);
+    assert.equal(await engine.run({ ...watching, channel: batched(channel) }), true);
+    assert.deepEqual(sent, ['zeroes 2+1', 'zeroes 6+1']);
+    assert.deepEqual(zeroesWhileGated, [true, true], 'the batch\'s gate is held while its zero runs are written');
+    assert.equal(gate.runningCount, 0, 'and released afterwards');
+    const progress = engine.status();
+    assert.equal(progress.regionsZero, 2);
+    assert.equal(progress.bytesSent, 2 * REGION, 'only the runs with data count as sent');
+    assert.equal(progress.bytesDone, 4 * REGION);
     assert.equal(dirty.count, 0);
   });
 
