@@ -52,6 +52,18 @@ const REGION = 64 * 1024;
 const REGIONS = 16;
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
+/** The extents of [offsetBytes, endBytes) as FIEMAP answers them: one per region with data, clipped to the range. */
+function extentsOf(dataRegions: Set<number>, regionBytes: number, offsetBytes: number, endBytes: number, out: Float64Array): number {
+  let count = 0;
+  for (let r = Math.floor(offsetBytes / regionBytes); r * regionBytes < endBytes && count < out.length / 2; r++) {
+    if (!dataRegions.has(r)) continue;
+    out[2 * count] = Math.max(offsetBytes, r * regionBytes);
+    out[2 * count + 1] = Math.min(endBytes, (r + 1) * regionBytes);
+    count++;
+  }
+  return count;
+}
+
 /** A page-cache store of `regions` regions whose only data is in the regions listed: region r holds bytes r + 1. */
 function fakeStore(dataRegions: Set<number>, regions = REGIONS, options: { mapped: boolean } = { mapped: true }): { store: LocalStore; reads: number[]; seeks: { count: number } } {
   const reads: number[] = [];
@@ -61,17 +73,8 @@ function fakeStore(dataRegions: Set<number>, regions = REGIONS, options: { mappe
     runsSynchronously: () => true,
     // As FIEMAP answers: one extent per region with data, clipped to the range. Unmapped (-1), the
     // engine's DataMap asks nextDataOffset (SEEK_DATA) every time and takes the store as data throughout.
-    dataExtents(offsetBytes: number, endBytes: number, out: Float64Array): number {
-      if (!options.mapped) return -1;
-      let count = 0;
-      for (let r = Math.floor(offsetBytes / REGION); r * REGION < endBytes && count < out.length / 2; r++) {
-        if (!dataRegions.has(r)) continue;
-        out[2 * count] = Math.max(offsetBytes, r * REGION);
-        out[2 * count + 1] = Math.min(endBytes, (r + 1) * REGION);
-        count++;
-      }
-      return count;
-    },
+    dataExtents: (offsetBytes: number, endBytes: number, out: Float64Array): number =>
+      options.mapped ? extentsOf(dataRegions, REGION, offsetBytes, endBytes, out) : -1,
     nextDataOffset(offsetBytes: number, endBytes: number): number {
       seeks.count += 1;
       for (let r = Math.floor(offsetBytes / REGION); r * REGION < endBytes; r++) {
@@ -277,17 +280,7 @@ describe('resync: on the resync channel', () => {
     const store = {
       sizeBytes: regions * regionBytes,
       runsSynchronously: () => true,
-      // As FIEMAP answers: one extent per region with data, clipped to the range.
-      dataExtents(offsetBytes: number, endBytes: number, out: Float64Array): number {
-        let count = 0;
-        for (let r = Math.floor(offsetBytes / regionBytes); r * regionBytes < endBytes && count < out.length / 2; r++) {
-          if (!data.has(r)) continue;
-          out[2 * count] = Math.max(offsetBytes, r * regionBytes);
-          out[2 * count + 1] = Math.min(endBytes, (r + 1) * regionBytes);
-          count++;
-        }
-        return count;
-      },
+      dataExtents: (offsetBytes: number, endBytes: number, out: Float64Array): number => extentsOf(data, regionBytes, offsetBytes, endBytes, out),
       nextDataOffset(offsetBytes: number, endBytes: number): number {
         for (let r = Math.floor(offsetBytes / regionBytes); r * regionBytes < endBytes; r++) if (data.has(r)) return Math.max(offsetBytes, r * regionBytes);
         return endBytes;
