@@ -40,7 +40,7 @@ export class DirtyRegions {
     return Math.floor(offsetBytes / this.regionBytes);
   }
 
-  /** The last region [offset, offset+length) touches; below firstRegion when the range is empty. */
+  /** The last region [offset, offset+length) touches; below regionOf(offset) when the range is empty. */
   lastRegion(offsetBytes: number, lengthBytes: number): number {
     if (lengthBytes <= 0) return -1;
     return Math.min(this.regionCount - 1, Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes));
