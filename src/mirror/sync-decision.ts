@@ -45,12 +45,18 @@ export function decideSync(primary: Generations, secondary: Generations): SyncDe
   if (primary.bitmap !== NONE && primary.bitmap === secondary.bitmap) {
     return { kind: 'splitBrain', reason: 'both nodes wrote to the volume while they were apart (split brain)' };
   }
+  if (primary.current === NONE && secondary.current === NONE) {
+    return {
+      kind: 'primaryStale',
+      reason: "neither node's data is known (new or discarded metadata on both): start the node whose data is to be kept as primary with --force-new-metadata",
+    };
+  }
   if (primary.current === GENERATION_EMPTY || primary.current === NONE) {
     return { kind: 'primaryStale', reason: 'the primary has an empty or discarded store and the secondary holds other data' };
   }
   if (secondary.current === GENERATION_EMPTY || secondary.current === NONE) return { kind: 'fullSync' };
   if (primary.history0 === secondary.current || primary.history1 === secondary.current) return { kind: 'fullSync' };
-  if (secondary.history0 !== NONE && (secondary.history0 === primary.bitmap || secondary.history1 === primary.bitmap)) {
+  if (primary.bitmap !== NONE && (secondary.history0 === primary.bitmap || secondary.history1 === primary.bitmap)) {
     return { kind: 'splitBrain', reason: 'the nodes share history but both changed the volume since (split brain)' };
   }
   return { kind: 'unrelated', reason: 'the nodes hold unrelated data (no common generation)' };

@@ -10,6 +10,7 @@ import { NodeMetadata } from './node-metadata';
 import { PrimaryMirror } from '../mirror/primary-mirror';
 import { SecondaryReplica } from '../mirror/secondary-replica';
 import { GENERATION_NONE } from '../mirror/sync-decision';
+import { randomId64 } from '../mirror/hello';
 import { createLogger, type Logger } from '../util/log';
 import type { NodeRuntime, PairOptions } from './runtime';
 import { KEEPALIVE_INTERVAL_MS_DEFAULT, KEEPALIVE_TIMEOUT_MS_DEFAULT, RECONNECT_DELAY_MS } from '../limits';
@@ -41,10 +42,17 @@ export class PairRoles {
     const store = node.store;
     let file: MetadataFile;
     if (options.forceNewMetadata) {
-      file = MetadataFile.create(store.path, { volumeSizeBytes: store.sizeBytes, regionBytes: options.regionBytes, diskState: 'inconsistent', role: this.role });
-      file.generations = { current: GENERATION_NONE, bitmap: GENERATION_NONE, history0: GENERATION_NONE, history1: GENERATION_NONE };
+      // A secondary's content counts as unknown: a full sync from its primary replaces it. A primary's
+      // content becomes the pair's data under a new generation (DRBD's `primary --force` for a first
+      // sync): a secondary that is empty or unknown gets a full sync from it, and one that holds other
+      // data refuses it as unrelated until `resolve --discard-my-data` is run there.
+      const authoritative = this.role === 'primary';
+      file = MetadataFile.create(store.path, { volumeSizeBytes: store.sizeBytes, regionBytes: options.regionBytes, diskState: authoritative ? 'upToDate' : 'inconsistent', role: this.role });
+      file.generations = { current: authoritative ? randomId64() : GENERATION_NONE, bitmap: GENERATION_NONE, history0: GENERATION_NONE, history1: GENERATION_NONE };
       file.persistSync();
-      this.log.warn(`new metadata written for ${store.path}: its content counts as unknown and will be replaced by a full sync from the peer`);
+      this.log.warn(authoritative
+        ? `new metadata written for ${store.path}: its content is the pair's data from now on; a secondary whose content is unknown or empty gets a full sync from it`
+        : `new metadata written for ${store.path}: its content counts as unknown and will be replaced by a full sync from the peer`);
     } else {
       file = MetadataFile.open(store.path, {
         volumeSizeBytes: store.sizeBytes,

@@ -2,7 +2,8 @@
 import { strict as assert } from 'node:assert';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import { tempDir } from '../helpers/node-process';
+import * as path from 'node:path';
+import { NodeProcess, tempDir } from '../helpers/node-process';
 import { startPair, type PairProcesses } from '../helpers/pair';
 import { requireCommands } from '../helpers/requires';
 import { runOk } from '../helpers/run';
@@ -122,5 +123,27 @@ describe('mirror: pair on loopback', function () {
     assert.ok(p.mirror.lagBytes <= 8 * 1024 * 1024);
     await stopPair(pair);
     assertIdentical(pair.primaryStore, pair.secondaryStore);
+  });
+
+  it('a new pair on stores that already hold data (as block devices always do): refused without metadata; with --force-new-metadata on both, the primary\'s data is fully synced over the secondary\'s', async function () {
+    const size = 16 * 1024 * 1024;
+    const primaryData = crypto.randomBytes(size);
+    primaryData.fill(0, 4 * 1024 * 1024, 8 * 1024 * 1024); // a zero stretch too
+    fs.writeFileSync(path.join(dir, 'primary.img'), primaryData);
+    fs.writeFileSync(path.join(dir, 'secondary.img'), crypto.randomBytes(size));
+    // Without metadata neither node guesses: the store may hold data nobody described.
+    const bare = new NodeProcess(['secondary', '--store', path.join(dir, 'secondary.img'), '--size', '16M', '--listen', '127.0.0.1:0'], path.join(dir, 'secondary.img.ctl'));
+    const refused = await bare.exited;
+    assert.notEqual(refused.code, 0);
+    assert.match(bare.stderr, /already exists and may hold data.*\[META_MISSING\]/s);
+    const pair = await startPair(dir, { size: '16M', primaryArgs: ['--force-new-metadata'], secondaryArgs: ['--force-new-metadata'] });
+    assert.match(pair.primary.stderr, /its content is the pair's data from now on/);
+    assert.match(pair.secondary.stderr, /its content counts as unknown/);
+    const p = (await pair.primary.status()) as Record<string, any>;
+    assert.equal(p.peer.disk, 'upToDate');
+    assert.ok(p.mirror.resyncs >= 1, 'a full sync ran');
+    await stopPair(pair);
+    assertIdentical(pair.primaryStore, pair.secondaryStore);
+    assert.ok(fs.readFileSync(pair.secondaryStore).equals(primaryData), "the secondary holds the primary's data");
   });
 });

@@ -41,4 +41,15 @@ describe('sync decision (generation identifiers)', function () {
     assert.equal(decideSync(p, { ...fresh(), current: 999n }).kind, 'unrelated');
     assert.equal(decideSync(fresh(), { ...fresh(), current: 999n }).kind, 'primaryStale');
   });
+
+  it('new metadata on existing stores: an authoritative primary (a new generation) full-syncs an unknown secondary; both unknown is refused and says how to choose', function () {
+    const unknown: Generations = { current: GENERATION_NONE, bitmap: GENERATION_NONE, history0: GENERATION_NONE, history1: GENERATION_NONE };
+    const authoritative: Generations = { ...unknown, current: 4242n };
+    assert.deepEqual(decideSync(authoritative, unknown), { kind: 'fullSync' });
+    const neither = decideSync(unknown, unknown);
+    assert.equal(neither.kind, 'primaryStale');
+    assert.match(neither.kind === 'primaryStale' ? neither.reason : '', /neither node's data is known.*--force-new-metadata/);
+    // A secondary that holds the pair's known data is not overwritten by a primary that declared its own.
+    assert.equal(decideSync(authoritative, { ...unknown, current: 50n, history0: 7n }).kind, 'unrelated');
+  });
 });
