@@ -43,7 +43,7 @@ export interface ResyncChannel {
   readonly bytesInFlight: number;
   /**
    * Queue the first `count` runs of `runs` (offset, length pairs) behind the others; `done` gets their
-   * outcomes together, in order. The caller may reuse `runs` once this returns.
+   * outcomes together, in order. The channel keeps `runs` until then: the caller must not change them.
    */
   sendBatch(runs: Float64Array, count: number, done: (outcomes: ChannelOutcome[], problem: string | null) => void): void;
   /** `ready` once every run sent so far has its outcome. */

@@ -27,11 +27,6 @@ export const CHANNEL_WINDOW_BYTES = 16 * 1024 * 1024;
 /** What became of one run sent on the channel. */
 export type ChannelOutcome = 'acked' | 'zero' | 'failed';
 
-export interface ChannelRun {
-  offsetBytes: number;
-  lengthBytes: number;
-}
-
 /** A fresh channel token (never 0). */
 export function newChannelToken(): bigint {
   const token = randomBytes(8).readBigUInt64BE(0);
@@ -107,7 +102,7 @@ function peerWriteFailure(outcome: number): string {
 
 /** A batch of runs queued on the channel, waiting for their outcomes. */
 interface QueuedBatch {
-  /** The runs' offset, length pairs (the batch's own copy). */
+  /** The runs' offset, length pairs (the caller's array, unchanged until the batch settles). */
   runs: Float64Array;
   count: number;
   /** Outcomes so far, in run order. */
@@ -166,7 +161,8 @@ export class ResyncChannelSender {
 
   /**
    * Queue the first `count` runs of `runs` (offset, length pairs; each run at most maxRunBytes) behind
-   * every run queued before; the caller may reuse `runs` once this returns. `done` gets their outcomes
+   * every run queued before. The channel keeps `runs` until `done`: the caller must not change them.
+   * `done` gets their outcomes
    * together, in order: 'acked' once the secondary ACKed the run, 'zero' when it was all zeroes (not
    * sent), 'failed' when the channel ended first or the secondary could not write it, with the first
    * reason a run failed.
@@ -180,10 +176,10 @@ export class ResyncChannelSender {
       done(new Array<ChannelOutcome>(count).fill('failed'), this.problem ?? 'the resync channel is closed');
       return;
     }
-    const own = runs.slice(0, 2 * count);
-    for (let i = 0; i < count; i++) this.inFlightBytes += own[2 * i + 1]!;
-    this.queued.push({ runs: own, count, outcomes: [], problem: null, done });
-    this.native.push(own);
+    const batch = runs.subarray(0, 2 * count);
+    for (let i = 0; i < count; i++) this.inFlightBytes += batch[2 * i + 1]!;
+    this.queued.push({ runs: batch, count, outcomes: [], problem: null, done });
+    this.native.push(batch); // native code copies the pairs before it returns
   }
 
   /** `ready` once every run queued so far has its outcome. */

@@ -7,11 +7,17 @@
  */
 import * as assert from 'node:assert/strict';
 import { CHANNEL_BATCH_RUNS_MAX, CHANNEL_BATCH_SPAN_BYTES_MAX, DATA_RUN_BYTES_MAX, READ_BUFFERS, ResyncEngine, type ResyncChannel, type ResyncTransport } from '../../src/mirror/resync';
-import { CHANNEL_WINDOW_BYTES, type ChannelOutcome, type ChannelRun } from '../../src/peer/resync-channel';
+import { CHANNEL_WINDOW_BYTES, type ChannelOutcome } from '../../src/peer/resync-channel';
 import { DirtyRegions } from '../../src/mirror/dirty-regions';
 import { RangeGate } from '../../src/range-gate';
 import type { LocalStore } from '../../src/store/local-store';
 import type { Logger } from '../../src/util/log';
+
+/** One run as the fake channels see it. */
+interface ChannelRun {
+  offsetBytes: number;
+  lengthBytes: number;
+}
 
 /** A fake channel that settles runs one by one. */
 interface PerRunChannel {
