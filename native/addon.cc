@@ -102,6 +102,26 @@ void OnEnvCleanup(AddonState* state) {
   state->logger->Detach();
 }
 
+// JS: crc32c(buf, seed = 0) -> unsigned 32-bit number.
+Napi::Value Crc32cJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* data = nullptr;
+  size_t length = 0;
+  if (info.Length() < 1 || !GetBytes(info[0], &data, &length)) {
+    ThrowArgError(env, "crc32c(buf, seed?): buf must be a Buffer or Uint8Array");
+    return env.Undefined();
+  }
+  uint32_t seed = 0;
+  if (info.Length() >= 2 && !info[1].IsUndefined()) {
+    if (!IsIntegerInRange(info[1], 0, 4294967295.0)) {
+      ThrowArgError(env, "crc32c(buf, seed?): seed must be an unsigned 32-bit integer");
+      return env.Undefined();
+    }
+    seed = static_cast<uint32_t>(info[1].As<Napi::Number>().Int64Value());
+  }
+  return Napi::Number::New(env, Crc32c(data, length, seed));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* state = new AddonState();
   env.SetInstanceData<AddonState>(state);

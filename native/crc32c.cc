@@ -4,8 +4,6 @@
 
 #include <cstring>
 
-#include "errors.h"
-#include "js_args.h"
 
 namespace blockmirror {
 
@@ -109,25 +107,6 @@ uint32_t Crc32c(const uint8_t* data, size_t length, uint32_t seed) {
   uint32_t state = ~seed;
   state = HasSse42() ? UpdateHardware(state, data, length) : UpdateSoftware(state, data, length);
   return ~state;
-}
-
-Napi::Value Crc32cJs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  uint8_t* data = nullptr;
-  size_t length = 0;
-  if (info.Length() < 1 || !GetBytes(info[0], &data, &length)) {
-    ThrowArgError(env, "crc32c(buf, seed?): buf must be a Buffer or Uint8Array");
-    return env.Undefined();
-  }
-  uint32_t seed = 0;
-  if (info.Length() >= 2 && !info[1].IsUndefined()) {
-    if (!IsIntegerInRange(info[1], 0, 4294967295.0)) {
-      ThrowArgError(env, "crc32c(buf, seed?): seed must be an unsigned 32-bit integer");
-      return env.Undefined();
-    }
-    seed = static_cast<uint32_t>(info[1].As<Napi::Number>().Int64Value());
-  }
-  return Napi::Number::New(env, Crc32c(data, length, seed));
 }
 
 }  // namespace blockmirror
