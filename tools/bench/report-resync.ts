@@ -43,7 +43,20 @@ function dirtyRows(f: DirtyResyncFigures, iperf: IperfResult | undefined): Array
     ['status resync.bytesPerSecond', rateText(f.statusBytesPerSecond, iperf)],
     ['The secondary\'s disk alone: fio writing the same 64 KiB random blocks (psync, one at a time) into a fresh sparse file',
       !f.secondaryDiskBytesPerSec ? '—' : `${rateText(f.secondaryDiskBytesPerSec, iperf)}; the resync reached ${!f.resyncEngineSec ? '—' : `${(f.bytesDone / f.resyncEngineSec / f.secondaryDiskBytesPerSec).toFixed(2)}×`} of it`],
+    // Reports saved before stream-floor existed have no such field.
+    ...(f.streamFloorBytesPerSec === undefined ? [] : [streamFloorRow(f, iperf)]),
   ];
+}
+
+// The stream-floor row: its median against iperf3 and what the resync reached of it, then every run.
+function streamFloorRow(f: DirtyResyncFigures, iperf: IperfResult | undefined): [string, string] {
+  const name = 'stream-floor: the same regions read, CRC32C\'d and sent, then checked and written into a fresh sparse file, by one bare C++ ' +
+    'thread at each end (tools/bench/stream-floor.cc; no JavaScript, gates, bitmap or status), right after each run, median';
+  const floor = f.streamFloorBytesPerSec;
+  if (!floor) return [name, '—'];
+  const reached = !f.resyncEngineSec ? '—' : `${(f.bytesDone / f.resyncEngineSec / floor).toFixed(2)}×`;
+  const runs = (f.repetitionStreamFloorBytesPerSec ?? []).map((r) => (r / MIB).toFixed(1)).join(', ');
+  return [name, `${rateText(floor, iperf)}; the resync reached ${reached} of it (runs: ${runs} MiB/s)`];
 }
 
 // Scenario 2 rows.

@@ -80,6 +80,14 @@ export interface DirtyResyncFigures {
    * order; the other figures are those of the median repetition.
    */
   repetitionBytesPerSec: number[];
+  /**
+   * stream-floor (tools/bench/stream-floor.cc) over the same veth right after each repetition: the same regions
+   * read, checksummed, sent, checked and written by one C++ thread at each end, nothing else. The median of the
+   * runs (a run's own figure before merging), or null when it could not be built or run; absent in older reports.
+   */
+  streamFloorBytesPerSec?: number | null;
+  /** Every stream-floor run, in run order. */
+  repetitionStreamFloorBytesPerSec?: number[];
 }
 
 /** A new, empty secondary against a sparse primary: the full sync must send the allocated data, not the volume. */

@@ -20,6 +20,7 @@ import {
 } from './resync-workloads';
 import { createSparseFile } from './sparse-file';
 import { medianBy } from './median';
+import { buildStreamFloor, namespaceEnds, runStreamFloor, streamFloorCommand, StreamShape } from './stream-floor';
 
 /** Status polling interval while waiting for a state the bench times itself (a cut link noticed). */
 const STATUS_POLL_INTERVAL_MS = 10;
@@ -176,22 +177,60 @@ export const DIRTY_RESYNC_REPETITIONS = 5;
 async function measureDirtyResync(run: ResyncRun): Promise<ScenarioOutcome<DirtyResyncFigures>> {
   const runs: DirtyResyncFigures[] = [];
   let notes: string[] = [];
+  const floorNotes: string[] = [];
+  const floor = await buildFloor(run, floorNotes);
   for (let i = 1; i <= DIRTY_RESYNC_REPETITIONS; i++) {
-    const outcome = await measureDirtyResyncOnce(run, i, i === 1);
+    const outcome = await measureDirtyResyncOnce(run, i, i === 1, floor);
     if (outcome.status !== 'ok') return outcome;
     runs.push(outcome.figures);
     if (i === 1) notes = outcome.notes;
+    else floorNotes.push(...outcome.notes.filter((note) => note.startsWith('stream-floor')));
   }
   const rate = (f: DirtyResyncFigures): number => (f.resyncEngineSec && f.resyncEngineSec > 0 ? f.bytesDone / f.resyncEngineSec : 0);
   const median = medianBy(runs, rate);
+  const floors = runs.map((f) => f.streamFloorBytesPerSec).filter((r): r is number => typeof r === 'number');
   return {
     status: 'ok',
-    figures: { ...median, secondaryDiskBytesPerSec: runs[0]!.secondaryDiskBytesPerSec, repetitionBytesPerSec: runs.map(rate) },
-    notes: [...notes, `${runs.length} runs, each on a fresh pair, every one compared identical`],
+    figures: {
+      ...median, secondaryDiskBytesPerSec: runs[0]!.secondaryDiskBytesPerSec, repetitionBytesPerSec: runs.map(rate),
+      // Only when every run has one: a median of some runs would not stand beside the resync's median of all.
+      streamFloorBytesPerSec: floors.length === runs.length ? medianBy(floors, (r) => r) : null,
+      repetitionStreamFloorBytesPerSec: floors,
+    },
+    notes: [...notes, ...floorNotes, `${runs.length} runs, each on a fresh pair, every one compared identical`],
   };
 }
 
-async function measureDirtyResyncOnce(run: ResyncRun, repetition: number, measureDisk: boolean): Promise<ScenarioOutcome<DirtyResyncFigures>> {
+// The stream-floor binary, or null (with a note) when it could not be built.
+async function buildFloor(run: ResyncRun, notes: string[]): Promise<string | null> {
+  const dir = path.join(run.workDir, 'resync');
+  fs.mkdirSync(dir, { recursive: true });
+  try {
+    return await buildStreamFloor(dir);
+  } catch (error) {
+    notes.push(`stream-floor: ${(error as Error).message}`);
+    return null;
+  }
+}
+
+// The link-cut scenario's shape for stream-floor: as many 64 KiB regions as fio dirties, scattered over the volume.
+function floorShape(run: ResyncRun, seed: number): StreamShape {
+  return { volumeBytes: run.volumeBytes, regionBytes: REGION_BYTES, regions: Math.round(DIRTY_WRITE_BYTES / REGION_BYTES), seed };
+}
+
+// One stream-floor run over the veth with the scenario's shape (seeded by the repetition); null with a note if it failed.
+async function measureFloor(run: ResyncRun, floor: string | null, dir: string, repetition: number, notes: string[]): Promise<number | null> {
+  if (!floor) return null;
+  try {
+    const result = await runStreamFloor(floor, namespaceEnds(run.namespaces), dir, floorShape(run, repetition));
+    return result.bytes / result.seconds;
+  } catch (error) {
+    notes.push(`stream-floor run ${repetition} failed: ${(error as Error).message}`);
+    return null;
+  }
+}
+
+async function measureDirtyResyncOnce(run: ResyncRun, repetition: number, measureDisk: boolean, floor: string | null): Promise<ScenarioOutcome<DirtyResyncFigures>> {
   return runScenario(run, `dirty 10% of the regions, link cut and restored (run ${repetition} of ${DIRTY_RESYNC_REPETITIONS})`, async (notes, hold) => {
     const pair = await startPair(run, `dirty-10pct-${repetition}`, []);
     hold(pair);
@@ -211,6 +250,7 @@ async function measureDirtyResyncOnce(run: ResyncRun, repetition: number, measur
     const resync = done.status.resync ?? {};
     await stopAndCompare(pair, notes);
     const secondaryDiskBytesPerSec = measureDisk ? await measureSecondaryDisk(run, pair.context.caseDir, notes) : null;
+    const streamFloorBytesPerSec = await measureFloor(run, floor, pair.context.caseDir, repetition, notes);
     return {
       volumeBytes: run.volumeBytes,
       writtenBytes: DIRTY_WRITE_BYTES,
@@ -224,6 +264,7 @@ async function measureDirtyResyncOnce(run: ResyncRun, repetition: number, measur
       statusBytesPerSecond: resync.bytesPerSecond ?? 0,
       secondaryDiskBytesPerSec,
       repetitionBytesPerSec: [],
+      streamFloorBytesPerSec,
     };
   });
 }
@@ -324,7 +365,9 @@ function describeSettings(run: ResyncRun): string[] {
     `Pair as in the mirrored matrix (secondary in namespace B, primary in A, each creating a fresh ${gib} GiB sparse store with --size), ` +
       `plus \`--keepalive-timeout ${RESYNC_KEEPALIVE_TIMEOUT_MS}\` on both; region size ${REGION_BYTES / 1024} KiB (default). ` +
       `The link is cut and restored with \`${NamespacePair.linkCommand(false)}\` / \`${NamespacePair.linkCommand(true)}\`.`,
-    `The link-cut resync runs ${DIRTY_RESYNC_REPETITIONS} times, each on a fresh pair; its table shows the median run and lists every run.`,
+    `The link-cut resync runs ${DIRTY_RESYNC_REPETITIONS} times, each on a fresh pair; its table shows the median run and lists every run. ` +
+      'After each run, stream-floor moves the same number of scattered regions over the same veth with nothing but the work any resync ' +
+      `must do (one stream: \`${streamFloorCommand(floorShape(run, 1))}\`).`,
     `Progress and end state are read from the primary's control socket (the \`status --json\` document), every ${STATUS_POLL_INTERVAL_MS} ms ` +
       `until the link cut is noticed and every ${RESYNC_POLL_INTERVAL_MS} ms while a resync runs (a status request costs the primary CPU; ` +
       'resync times come from its own resync.startedAt / finishedAt, so the slower poll loses no precision); ' +

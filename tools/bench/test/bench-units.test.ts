@@ -7,6 +7,7 @@ import { evaluateAllGoals, evaluateGoals, evaluateResyncGoals, formatAgainst } f
 import { receivedBitsPerSecond } from '../iperf';
 import { combineRepetitions } from '../matrix-runner';
 import { renderMarkdown } from '../report-markdown';
+import { resyncSection } from '../report-resync';
 import { BenchReport, CaseResult, ResyncReport } from '../results';
 import { dirtyShareAsExpected, engineSeconds, resyncRateFor, scatteredWriteArgs, secondaryDiskArgs } from '../resync-workloads';
 import { quoteForShell } from '../run-command';
@@ -219,6 +220,21 @@ describe('bench: resync section', () => {
     assert.match(goals[0]?.detail ?? '', /disk alone \(fio, same writes\) takes 408 MiB\/s = 4\.08× iperf3, and the resync reached 0\.50× of that/);
     assert.match(goals[1]?.detail ?? '', /1\.000× \(need ≤ 1\.1×\); 6\.3% of the 1 GiB volume/);
     assert.match(goals[2]?.detail ?? '', /4000 vs 10000 IOPS = 0\.400×/);
+    // Without stream-floor figures (older reports) the detail says nothing of it.
+    assert.doesNotMatch(goals[0]?.detail ?? '', /stream-floor/);
+  });
+
+  it('sets the resync beside stream-floor when the floor was measured, in the goal and in the report', () => {
+    const report = resyncReport();
+    if (report.dirty.status !== 'ok') throw new Error('fixture');
+    report.dirty.figures.streamFloorBytesPerSec = 255 * 1024 ** 2;
+    report.dirty.figures.repetitionStreamFloorBytesPerSec = [250 * 1024 ** 2, 255 * 1024 ** 2, 300 * 1024 ** 2];
+    const goals = evaluateResyncGoals(report, iperf);
+    assert.match(goals[0]?.detail ?? '', /stream-floor \(the same reads, checksums and writes in bare C\+\+\) moved 255 MiB\/s = 2\.55× iperf3, and the resync reached 0\.80× of that/);
+    const markdown = resyncSection({ iperf, resync: report } as unknown as BenchReport).join('\n');
+    assert.match(markdown, /stream-floor: .* \| 255\.0 MiB\/s \(2\.55× iperf3\); the resync reached 0\.80× of it \(runs: 250\.0, 255\.0, 300\.0 MiB\/s\) \|/);
+    report.dirty.figures.streamFloorBytesPerSec = null;
+    assert.match(resyncSection({ iperf, resync: report } as unknown as BenchReport).join('\n'), /stream-floor: .* \| — \|/);
   });
 
   it('says n/a with the reason when a scenario failed, iperf3 is missing, or the sync was not full', () => {
