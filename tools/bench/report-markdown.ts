@@ -37,7 +37,7 @@ function caseRow(report: BenchReport, result: CaseResult, target: TargetSummary 
   const name = target?.title ?? result.targetId;
   const baselines = baselinesFor(matrix);
   if (result.status !== 'ok' || !result.metrics) {
-    const why = result.status === 'unavailable' ? 'not available (see Targets)' : `**failed**: ${escapeCell(result.reason ?? '')}`;
+    const why = result.status === 'unavailable' ? 'not available (see Targets)' : `**failed**: ${failureCell(result.reason ?? '')}`;
     const spreadCell = report.settings.repeat > 1 ? ' |' : '';
     return `| ${job?.title ?? result.jobId} | ${name} | ${why} | | | |${spreadCell} ${baselines.map(() => '').join(' | ')} |`;
   }
@@ -61,9 +61,18 @@ function spreadText(result: CaseResult, headline: 'iops' | 'bandwidth'): string 
   return `${percent(Math.min(...values))} / ${percent(Math.max(...values))} (${runs.length} runs)`;
 }
 
-// Keeps failure reasons from breaking the table.
+/** A failure reason longer than this is cut (with an ellipsis): it may carry a whole log line. */
+const FAILURE_REASON_CHARS_MAX = 300;
+
+// Keeps text from breaking the table: escaped pipes, no line breaks.
 function escapeCell(text: string): string {
-  return text.replace(/\|/g, '\\|').replace(/\n/g, ' ').slice(0, 300);
+  return text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+}
+
+// A failure reason as a table cell, cut to FAILURE_REASON_CHARS_MAX. Goal details are never cut.
+function failureCell(reason: string): string {
+  const cell = escapeCell(reason);
+  return cell.length <= FAILURE_REASON_CHARS_MAX ? cell : `${cell.slice(0, FAILURE_REASON_CHARS_MAX)}…`;
 }
 
 // Cases of one matrix in job order, then in the order targets are listed.

@@ -174,6 +174,10 @@ describe('bench: markdown', () => {
     assert.match(markdown, /4k randwrite QD32 IOPS ≥ 1\.0× nbdkit \| \*\*met\*\*/);
     assert.match(markdown, /10\.00 Gbit\/s/);
     assert.match(markdown, /node dist\/tools\/bench\/bench\.js/);
+    // A failed case's reason (it may be a whole log) is cut at 300 characters, with an ellipsis; pipes are escaped.
+    const failed: CaseResult = { matrix: 'single', targetId: 'nbdkit', jobId: 'randwrite-4k-qd1', status: 'failed', reason: `a|b ${'x'.repeat(400)}`, notes: [] };
+    const cut = renderMarkdown({ ...report, results: [...results, failed] });
+    assert.match(cut, new RegExp(`\\*\\*failed\\*\\*: a\\\\\\|b x{295}… \\|`));
   });
 });
 
@@ -283,5 +287,9 @@ describe('bench: resync section', () => {
     const failed = renderMarkdown({ ...report, resync: resyncReport({ dirty: { status: 'failed', reason: 'peer connected after writing', notes: [] } }) });
     assert.match(failed, /\*\*failed\*\*: peer connected after writing/);
     assert.match(renderMarkdown({ ...report, resync: undefined }), /## Resync\n\nNot run\./);
+    // A goal's detail is never cut, however long (a failure reason is cut at 300 characters).
+    const longDetail = `${'y'.repeat(500)} end`;
+    const withLongGoal = renderMarkdown({ ...report, goals: [{ matrix: 'resync', description: 'd', status: 'met', detail: longDetail }] });
+    assert.ok(withLongGoal.includes(`| resync | d | **met** | ${longDetail} |`));
   });
 });
